@@ -1,0 +1,308 @@
+"""ESPnet separator adapter for BS-Locoformer (band-split TF-Locoformer).
+
+Used with ESPnet's STFT encoder and decoder, e.g.::
+
+    encoder: stft
+    encoder_conf: {n_fft: 2048, hop_length: 512, window: hann}
+    decoder: stft
+    decoder_conf: {n_fft: 2048, hop_length: 512, window: hann}
+    separator: bs_locoformer
+    separator_conf: {num_spk: 4, num_channels: 2, n_layers: 6, emb_dim: 128, ...}
+
+Einops legend: b batch, t frames, m audio channels, f bins, n sources.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from einops import rearrange
+from espnet2.enh.separator.abs_separator import AbsSeparator
+
+from espnet2_ext.enh.layers.band_split import (
+    DEFAULT_BANDS,
+    DEFAULT_BANDS_N_FFT,
+    validate_bands,
+)
+from espnet2_ext.enh.layers.tf_locoformer import BSLocoformer
+
+#: Paper sizes (MixIT-MSS text; authors' recipe configs): blocks, D, C, heads, groups.
+#: Kernel 8 and stride 1 for all. Use as
+#: ``BSLocoformerSeparator(**BS_LOCOFORMER_SIZES["medium"])``.
+BS_LOCOFORMER_SIZES: Dict[str, Dict[str, int]] = {
+    "small": dict(n_layers=4, emb_dim=96, ffn_hidden_dim=128, n_heads=4, norm_groups=4),
+    "medium": dict(
+        n_layers=6, emb_dim=128, ffn_hidden_dim=192, n_heads=8, norm_groups=8
+    ),
+    "large": dict(
+        n_layers=9, emb_dim=192, ffn_hidden_dim=256, n_heads=8, norm_groups=8
+    ),
+}
+
+#: Floor on the power of each STFT bin when the RMS scale is computed (authors' value):
+#: an all-silent mixture gets a scale of sqrt(1e-15) instead of 0.
+SCALE_POWER_FLOOR = 1e-15
+
+_CHANNEL_WORDS = {1: "1 channel (mono)", 2: "2 channels (stereo)"}
+_MIXTURE_LAYOUTS = {
+    1: "mono mixtures speech_mix [B, samples]",
+    2: "stereo mixtures speech_mix [B, samples, 2]",
+}
+
+
+class BSLocoformerSeparator(AbsSeparator):
+    """BS-Locoformer separator: complex masks on the mixture STFT, stereo native.
+
+    MixIT-MSS (seeds/002) and TUSS (Saijo et al., ICASSP 2025). The mixture spectrum is
+    divided by the per-channel RMS of its magnitude, cut into bands, encoded per band,
+    processed by ``n_layers`` TF-Locoformer blocks (frequency path over the bands, then
+    time path over the frames), and decoded per band into one unbounded complex mask per
+    source and audio channel, which multiplies the (unscaled) mixture spectrum.
+
+    Args:
+        input_dim: STFT bins (ESPnet passes ``encoder.output_dim``, ``n_fft // 2 + 1``).
+        num_spk: output sources N.
+        num_channels: audio channels M of the mixture: 2 (stereo) or 1 (mono).
+        bands: bins per band, summing to ``input_dim``; ``None`` selects the 62-band
+            table for ``n_fft`` 2048 (needs ``input_dim`` 1025). For other STFTs see
+            :func:`espnet2_ext.enh.layers.band_split.scale_bands`.
+        n_layers: TF-Locoformer blocks.
+        emb_dim: embedding size D.
+        ffn_hidden_dim: gated width C of the conv FFNs.
+        n_heads: attention heads; must divide ``attention_dim``.
+        norm_groups: RMS group norm groups; must divide ``emb_dim``.
+        attention_dim: attention size A (``None``: ``emb_dim``, as in all paper models).
+        ffn_kernel_size: conv FFN kernel.
+        ffn_stride: conv FFN stride.
+        dropout: dropout in the FFNs and after the attention output projection.
+        attention_dropout: dropout on the attention weights.
+        eps: RMS group norm epsilon.
+        rope: rotary position embedding in the attention (off in the paper).
+        input_scaling: divide the network's input by the per-channel STFT RMS.
+    """
+
+    def __init__(
+        self,
+        input_dim: int = DEFAULT_BANDS_N_FFT // 2 + 1,
+        num_spk: int = 4,
+        num_channels: int = 2,
+        bands: Optional[Sequence[int]] = None,
+        n_layers: int = 6,
+        emb_dim: int = 128,
+        ffn_hidden_dim: int = 192,
+        n_heads: int = 8,
+        norm_groups: int = 8,
+        attention_dim: Optional[int] = None,
+        ffn_kernel_size: int = 8,
+        ffn_stride: int = 1,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        eps: float = 1e-5,
+        rope: bool = False,
+        input_scaling: bool = True,
+    ):
+        super().__init__()
+        if bands is None:
+            if input_dim != sum(DEFAULT_BANDS):
+                raise ValueError(
+                    f"bands: null selects the 62-band table for n_fft "
+                    f"{DEFAULT_BANDS_N_FFT} ({sum(DEFAULT_BANDS)} bins), but the "
+                    f"encoder gives input_dim {input_dim} bins; use n_fft "
+                    f"{DEFAULT_BANDS_N_FFT} or give separator_conf.bands (see "
+                    "espnet2_ext.enh.layers.band_split.scale_bands)"
+                )
+            bands = DEFAULT_BANDS
+        bands = validate_bands(bands, input_dim)
+        if num_channels not in (1, 2):
+            raise ValueError(
+                f"num_channels must be 1 (mono) or 2 (stereo), got {num_channels}"
+            )
+        if num_spk < 1:
+            raise ValueError(f"num_spk must be >= 1, got {num_spk}")
+        if n_layers < 0:
+            raise ValueError(f"n_layers must be >= 0, got {n_layers}")
+        if emb_dim < 1 or ffn_hidden_dim < 1:
+            raise ValueError(
+                f"emb_dim and ffn_hidden_dim must be positive, got {emb_dim} and "
+                f"{ffn_hidden_dim}"
+            )
+        if norm_groups < 1 or emb_dim % norm_groups != 0:
+            raise ValueError(
+                f"norm_groups={norm_groups} does not divide emb_dim={emb_dim}: the RMS "
+                "group norm splits the embedding into equal groups; pick a divisor"
+            )
+        attention_size = emb_dim if attention_dim is None else attention_dim
+        if n_heads < 1 or attention_size % n_heads != 0:
+            raise ValueError(
+                f"n_heads={n_heads} does not divide the attention size "
+                f"{attention_size} (attention_dim, or emb_dim when attention_dim is "
+                "null); pick a divisor"
+            )
+        if rope and (attention_size // n_heads) % 2 != 0:
+            raise ValueError(
+                f"rope: true needs an even per-head size, but {attention_size} / "
+                f"{n_heads} heads = {attention_size // n_heads}"
+            )
+        if not 1 <= ffn_stride <= ffn_kernel_size:
+            raise ValueError(
+                "need 1 <= ffn_stride <= ffn_kernel_size, got ffn_stride "
+                f"{ffn_stride}, ffn_kernel_size {ffn_kernel_size}"
+            )
+        for name, p in (("dropout", dropout), ("attention_dropout", attention_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p}")
+
+        self.input_dim = input_dim
+        self._num_spk = num_spk
+        self.num_channels = num_channels
+        self.input_scaling = input_scaling
+        self.bands = bands
+        self.model = BSLocoformer(
+            bands=bands,
+            num_spk=num_spk,
+            num_channels=num_channels,
+            n_layers=n_layers,
+            emb_dim=emb_dim,
+            ffn_hidden_dim=ffn_hidden_dim,
+            n_heads=n_heads,
+            norm_groups=norm_groups,
+            attention_dim=attention_dim,
+            ffn_kernel_size=ffn_kernel_size,
+            ffn_stride=ffn_stride,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            eps=eps,
+            rope=rope,
+        )
+
+    @property
+    def num_spk(self) -> int:
+        return self._num_spk
+
+    def parameter_counts(self) -> Dict[str, int]:
+        """Parameter counts: ``encoder``, ``blocks`` (TF-Locoformer), ``decoder``,
+        ``total``."""
+        return self.model.parameter_counts()
+
+    def _check_input(self, input: torch.Tensor) -> None:
+        if not torch.is_complex(input):
+            raise TypeError(
+                "BSLocoformerSeparator expects a complex STFT (torch complex dtype), "
+                f"got {input.dtype}; use encoder: stft with use_builtin_complex: true"
+            )
+        if input.dim() not in (3, 4):
+            raise ValueError(
+                "expected a spectrum [B, T, F] (mono) or [B, T, C, F] (multi-channel), "
+                f"got shape {tuple(input.shape)}"
+            )
+        channels = 1 if input.dim() == 3 else input.shape[2]
+        if channels != self.num_channels:
+            built = _CHANNEL_WORDS[self.num_channels]
+            got = f"{channels} channel{'s' if channels != 1 else ''}"
+            layout = "[B, T, F]" if input.dim() == 3 else "[B, T, C, F]"
+            raise ValueError(
+                f"the model was built for {built} but got {got}: input spectrum "
+                f"{layout} = {tuple(input.shape)}. Give "
+                f"{_MIXTURE_LAYOUTS[self.num_channels]} or build the separator with "
+                f"num_channels: {channels}"
+            )
+        if input.shape[-1] != self.input_dim:
+            raise ValueError(
+                f"the spectrum has {input.shape[-1]} bins but the separator was built "
+                f"for input_dim {self.input_dim}; match the encoder's n_fft"
+            )
+        if input.shape[1] == 0:
+            raise ValueError("the spectrum has no frames: the input clip is empty")
+
+    def _rms_scale(
+        self, spec: torch.Tensor, ilens: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """Per-channel RMS of the STFT magnitude over the valid frames and all bins.
+
+        Args:
+            spec: complex [B, M, T, F].
+            ilens: valid frames per example [B], or None (all frames).
+
+        Returns:
+            Real float32 scale [B, M, 1, 1], at least ``sqrt(SCALE_POWER_FLOOR)``.
+        """
+        with torch.autocast(device_type=spec.device.type, enabled=False):
+            power = spec.abs().float().square().clamp(min=SCALE_POWER_FLOOR)
+            n_frames = spec.shape[2]
+            if ilens is None:
+                valid = torch.ones(spec.shape[0], n_frames, device=spec.device)
+            else:
+                frames = torch.arange(n_frames, device=spec.device)
+                valid = (frames[None, :] < ilens.to(spec.device)[:, None]).float()
+            valid = rearrange(valid, "b t -> b 1 t 1")
+            count = (valid.sum(dim=2, keepdim=True) * spec.shape[3]).clamp(min=1.0)
+            mean_power = (power * valid).sum(dim=(2, 3), keepdim=True) / count
+            return mean_power.sqrt()
+
+    def forward(
+        self,
+        input: torch.Tensor,
+        ilens: torch.Tensor,
+        additional: Optional[Dict] = None,
+    ) -> Tuple[List[torch.Tensor], torch.Tensor, OrderedDict]:
+        """Separate a mixture spectrum.
+
+        Args:
+            input: complex mixture STFT, [B, T, F] (mono) or [B, T, C, F] (the layouts
+                of ESPnet's STFT encoder for [B, samples] and [B, samples, C] input).
+            ilens: valid frames per example [B].
+            additional: unused.
+
+        Returns:
+            masked: ``num_spk`` complex spectra, each the shape and dtype of ``input``.
+            ilens: [B], unchanged.
+            others: ``mask_spk1`` … ``mask_spkN``: complex masks shaped like ``input``.
+        """
+        self._check_input(input)
+        mono = input.dim() == 3
+        if mono:
+            spec = rearrange(input, "b t f -> b 1 t f")
+        else:
+            spec = rearrange(input, "b t m f -> b m t f")
+        if spec.dtype == torch.complex32:  # half-precision STFT: compute in complex64
+            spec = spec.to(torch.complex64)
+
+        if self.input_scaling:
+            # masks are scale-free: the estimates are masks × the *unscaled* mixture,
+            # which is the same as scaling the masked estimates back by the RMS
+            features = spec / self._rms_scale(spec, ilens)
+        else:
+            features = spec
+        masks = self.model(features).to(spec.dtype)  # [B, N, M, T, F]
+        estimates = masks * spec.unsqueeze(1)
+
+        pattern = "b n 1 t f -> n b t f" if mono else "b n m t f -> n b t m f"
+        estimates = rearrange(estimates, pattern).to(input.dtype)
+        masks = rearrange(masks, pattern).to(input.dtype)
+        others = OrderedDict(
+            (f"mask_spk{i + 1}", mask) for i, mask in enumerate(masks.unbind(0))
+        )
+        return list(estimates.unbind(0)), ilens, others
+
+
+def bs_locoformer_parameter_counts(
+    size: str, num_spk: int = 4, num_channels: int = 2
+) -> Dict[str, int]:
+    """Parameter counts of a paper size (``small``, ``medium``, ``large``).
+
+    Built on the ``meta`` device: no memory is allocated and nothing is initialised.
+
+    Returns:
+        ``encoder``, ``blocks`` (the TF-Locoformer blocks), ``decoder`` and ``total``.
+    """
+    if size not in BS_LOCOFORMER_SIZES:
+        raise ValueError(
+            f"size must be one of {sorted(BS_LOCOFORMER_SIZES)}, got {size!r}"
+        )
+    with torch.device("meta"):
+        model = BSLocoformerSeparator(
+            num_spk=num_spk, num_channels=num_channels, **BS_LOCOFORMER_SIZES[size]
+        )
+    return model.parameter_counts()
