@@ -14,6 +14,7 @@ install_requires = [
     "torch>=2.4",
     "torch-complex>=0.4",
     "numpy>=1.24",
+    "scipy>=1.10",
     "soundfile>=0.12",
     "museval>=0.4.1",
     "pyyaml>=6.0",
@@ -21,6 +22,7 @@ install_requires = [
     "einops>=0.7",
     "tqdm>=4.60",
     "matplotlib>=3.7",
+    "tensorboard>=2.10",
     "huggingface-hub>=0.20",
 ]
 

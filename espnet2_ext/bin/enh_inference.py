@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Separate with a trained model: ESPnet's ``enh_inference`` with the plugin's classes.
+
+Accepts every option of ``python -m espnet2.bin.enh_inference``. Two things differ, both
+because ESPnet's defaults are wrong for music:
+
+* ``--segment_size``/``--hop_size`` (seconds) run fixed-order overlap-add with a
+  cross-fade window (:func:`espnet2_ext.enh.inference.chunking.apply_chunked`). ESPnet's
+  own segment mode re-orders every segment by PIT and averages overlaps without a window,
+  which swaps stems between segments of a song.
+* outputs are never peak-normalised unless ``--normalize_output_wav true`` is given.
+
+Outputs are written like ESPnet's: ``<output_dir>/wavs/<n>/<uid>.wav`` and
+``<output_dir>/spk<n>.scp``; each file is written under a temporary name and renamed when
+complete, so an interrupted run leaves no truncated audio behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import soundfile as sf
+import torch
+import yaml
+from espnet2.bin import enh_inference as espnet_enh_inference
+from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
+from espnet2.legacy.utils.cli_utils import get_commandline_args
+
+from espnet2_ext.enh.inference.chunking import apply_chunked
+from espnet2_ext.tasks.enh import EnhancementTask
+
+_DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
+
+
+def load_model(
+    train_config: Union[str, Path],
+    model_file: Optional[Union[str, Path]] = None,
+    device: str = "cpu",
+):
+    """Build a model from its training config and load its weights strictly.
+
+    ESPnet's ``build_model_from_file`` loads with ``strict=False``, which silently keeps
+    random weights for every mismatched name. Here every parameter must be present, the
+    file is loaded with ``weights_only=True`` (no code from the file runs), and a mismatch
+    is an error that lists the names.
+
+    Returns:
+        (model in eval mode, training args as a Namespace)
+    """
+    train_config = Path(train_config)
+    if not train_config.is_file():
+        raise FileNotFoundError(f"training config not found: {train_config}")
+    with train_config.open(encoding="utf-8") as f:
+        args = argparse.Namespace(**yaml.safe_load(f))
+    model = EnhancementTask.build_model(args)
+    if model_file is not None:
+        model_file = Path(model_file)
+        if not model_file.is_file():
+            raise FileNotFoundError(f"model file not found: {model_file}")
+        try:
+            state = torch.load(model_file, map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated or foreign file
+            raise RuntimeError(
+                f"cannot read model weights from {model_file}: {e}. The file is "
+                "corrupt or not a PyTorch state dict; re-download or re-train it."
+            ) from e
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(
+                f"{model_file} does not match {train_config}: missing "
+                f"{sorted(missing)[:8]}{'…' if len(missing) > 8 else ''}, unexpected "
+                f"{sorted(unexpected)[:8]}{'…' if len(unexpected) > 8 else ''}"
+            )
+    return model.to(device).eval(), args
+
+
+class MusicSeparator:
+    """Separate mixtures with a trained enh model (the Python API of this entry point).
+
+    Args:
+        train_config: ``config.yaml`` written by training.
+        model_file: the ``.pth`` weights.
+        device: ``"cpu"`` or ``"cuda"``.
+        dtype: ``"float32"`` (default), ``"float16"`` or ``"float64"``.
+        segment_size: chunk length in seconds for whole-song inference (``None``: the whole
+            input at once).
+        hop_size: hop between chunks in seconds (default: half the chunk).
+        window: cross-fade window of the overlap-add.
+        show_progressbar: progress bar over the chunks.
+        normalize_output_wav: peak-normalise every output (off: wrong for music stems).
+    """
+
+    def __init__(
+        self,
+        train_config: Union[str, Path],
+        model_file: Optional[Union[str, Path]] = None,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        segment_size: Optional[float] = None,
+        hop_size: Optional[float] = None,
+        window: str = "hann",
+        show_progressbar: bool = False,
+        normalize_output_wav: bool = False,
+    ):
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        model, args = load_model(train_config, model_file, device)
+        self.model = model.to(dtype=_DTYPES[dtype])
+        self.train_args = args
+        self.device = device
+        self.dtype = _DTYPES[dtype]
+        self.fs = int(getattr(args, "sample_rate", None) or 0) or None
+        if hop_size is not None and segment_size is None:
+            raise ValueError("--hop_size needs --segment_size")
+        if segment_size is not None and segment_size <= 0:
+            raise ValueError(f"segment_size must be > 0 seconds, got {segment_size}")
+        self.segment_size = segment_size
+        self.hop_size = hop_size if hop_size is not None else (
+            segment_size / 2 if segment_size is not None else None
+        )
+        self.window = window
+        self.show_progressbar = show_progressbar
+        self.normalize_output_wav = normalize_output_wav
+
+    @property
+    def num_spk(self) -> int:
+        return self.model.num_spk
+
+    @property
+    def num_channels(self) -> Optional[int]:
+        return getattr(self.model.separator, "num_channels", None)
+
+    def _check_input(self, mix: torch.Tensor, fs: Optional[int]) -> None:
+        if self.fs is not None and fs is not None and int(fs) != self.fs:
+            raise ValueError(
+                f"the input is sampled at {fs} Hz but the model was trained at "
+                f"{self.fs} Hz; resample the input first (e.g. sox in.wav -r {self.fs} "
+                "out.wav)"
+            )
+        expected = self.num_channels
+        got = 1 if mix.dim() == 2 else mix.shape[-1]
+        if expected is not None and got != expected:
+            raise ValueError(
+                f"the model separates {expected}-channel audio but the input has {got} "
+                f"channel(s); convert it first (e.g. sox in.wav -c {expected} out.wav)"
+            )
+
+    def separate_tensor(self, mix: torch.Tensor) -> torch.Tensor:
+        """[B, C, T] → [B, N, C, T] in the model's fixed source order."""
+
+        def run(chunk: torch.Tensor) -> torch.Tensor:
+            b, c, t = chunk.shape
+            # ESPnet layout: [B, T] for mono, [B, T, C] for multi-channel models
+            mono = c == 1 and self.num_channels in (None, 1)
+            x = chunk[:, 0] if mono else chunk.transpose(1, 2)
+            lengths = torch.full((b,), t, dtype=torch.long, device=chunk.device)
+            with torch.no_grad():
+                # fs=None: ESPnet's STFT encoder rescales its window for any fs other than
+                # its default_fs; the input rate is checked in _check_input instead.
+                est, *_ = self.model.forward_enhance(x, lengths, {}, fs=None)
+            est = torch.stack(est, dim=1)  # [B, N, T] or [B, N, T, C]
+            return est.unsqueeze(2) if est.dim() == 3 else est.transpose(2, 3)
+
+        mix = mix.to(self.device, self.dtype)
+        if self.segment_size is None:
+            return run(mix)
+        fs = self.fs or 44100
+        chunk = int(round(self.segment_size * fs))
+        hop = int(round(self.hop_size * fs))
+        return apply_chunked(
+            run,
+            mix,
+            chunk_size=chunk,
+            hop_size=hop,
+            window=self.window,
+            progress=self.show_progressbar,
+        )
+
+    @torch.no_grad()
+    def __call__(
+        self, speech_mix: Union[torch.Tensor, np.ndarray], fs: Optional[int] = None
+    ) -> List[np.ndarray]:
+        """Separate ESPnet-layout mixtures.
+
+        Args:
+            speech_mix: [B, T] (mono) or [B, T, C] mixtures.
+            fs: their sampling rate (checked against the model's).
+
+        Returns:
+            ``num_spk`` arrays of shape [B, T] or [B, T, C], like the input.
+        """
+        mix = torch.as_tensor(speech_mix)
+        if mix.dim() not in (2, 3):
+            raise ValueError(f"speech_mix must be [B, T] or [B, T, C], got {tuple(mix.shape)}")
+        self._check_input(mix, fs)
+        x = mix.unsqueeze(1) if mix.dim() == 2 else mix.transpose(1, 2)  # [B, C, T]
+        est = self.separate_tensor(x).float().cpu()  # [B, N, C, T]
+        outs = []
+        for n in range(est.shape[1]):
+            e = est[:, n]
+            e = e[:, 0] if mix.dim() == 2 else e.transpose(1, 2)
+            if self.normalize_output_wav:
+                peak = e.abs().flatten(1).amax(1).clamp_min(1e-8)
+                e = e / peak.view(-1, *([1] * (e.dim() - 1))) * 0.9
+            outs.append(e.numpy())
+        return outs
+
+
+def _write_atomic_wav(path: Path, wav: np.ndarray, fs: int, fmt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    # 32-bit float WAV: the estimates reach scoring unquantised (and unclipped)
+    subtype = "FLOAT" if fmt.lower() == "wav" else None
+    sf.write(tmp, wav, fs, format=fmt.upper(), subtype=subtype)
+    os.replace(tmp, path)
+
+
+def _check_sound_scps(
+    data_path_and_name_and_type: Sequence[Tuple[str, str, str]], rate: Optional[int]
+) -> None:
+    """Fail before any output is written when an input file has the wrong rate."""
+    bad = []
+    for path, _, kind in data_path_and_name_and_type:
+        if kind != "sound" or rate is None:
+            continue
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            uid, _, wav = line.strip().partition(" ")
+            if not wav or wav.endswith("|"):
+                continue  # empty line or a pipe command: nothing to check statically
+            try:
+                info = sf.info(wav)
+            except Exception as e:
+                bad.append(f"{uid}: cannot read {wav} ({e})")
+                continue
+            if info.samplerate != rate:
+                bad.append(f"{uid}: {wav} is {info.samplerate} Hz, the model needs {rate} Hz")
+    if bad:
+        raise ValueError(
+            "input audio does not fit the model (resample with e.g. "
+            f"'sox in.wav -r {rate} out.wav'):\n  " + "\n  ".join(bad[:20])
+        )
+
+
+def inference(
+    output_dir: str,
+    batch_size: int,
+    dtype: str,
+    fs: Optional[int],
+    ngpu: int,
+    seed: int,
+    num_workers: int,
+    log_level: Union[int, str],
+    data_path_and_name_and_type: Sequence[Tuple[str, str, str]],
+    key_file: Optional[str],
+    train_config: Optional[str],
+    model_file: Optional[str],
+    model_tag: Optional[str],
+    inference_config: Optional[str],
+    allow_variable_data_keys: bool,
+    segment_size: Optional[float],
+    hop_size: Optional[float],
+    normalize_segment_scale: bool,
+    show_progressbar: bool,
+    ref_channel: Optional[int],
+    output_format: str,
+    normalize_output_wav: bool,
+    enh_s2t_task: bool,
+    window: str = "hann",
+):
+    logging.basicConfig(
+        level=log_level,
+        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+    )
+    if batch_size != 1:
+        raise ValueError("only --batch_size 1 is supported (songs differ in length)")
+    if ngpu > 1:
+        raise ValueError("only single-GPU inference is supported (--ngpu 0 or 1)")
+    if enh_s2t_task:
+        raise ValueError("--enh_s2t_task is not supported by espnet2_ext's inference")
+    if model_tag is not None:
+        raise ValueError(
+            "--model_tag is not supported here; unpack the model and pass "
+            "--train_config and --model_file"
+        )
+    if inference_config is not None:
+        raise ValueError("--inference_config is not supported by espnet2_ext's inference")
+    if ref_channel is not None:
+        logging.warning("--ref_channel is ignored: all channels are separated")
+    if segment_size is not None and normalize_segment_scale:
+        logging.info(
+            "--normalize_segment_scale does not apply: overlap-add keeps each chunk's "
+            "scale and a fixed stem order"
+        )
+    set_all_random_seed(seed)
+    device = "cuda" if ngpu >= 1 else "cpu"
+    separator = MusicSeparator(
+        train_config,
+        model_file,
+        device=device,
+        dtype=dtype,
+        segment_size=segment_size,
+        hop_size=hop_size,
+        window=window,
+        show_progressbar=show_progressbar,
+        normalize_output_wav=normalize_output_wav,
+    )
+    loader = EnhancementTask.build_streaming_iterator(
+        data_path_and_name_and_type,
+        dtype=dtype,
+        batch_size=1,
+        key_file=key_file,
+        num_workers=num_workers,
+        preprocess_fn=None,
+        collate_fn=EnhancementTask.build_collate_fn(separator.train_args, False),
+        allow_variable_data_keys=allow_variable_data_keys,
+        inference=True,
+    )
+    rate = fs or separator.fs
+    _check_sound_scps(data_path_and_name_and_type, rate)
+    out = Path(output_dir).expanduser().resolve()
+    scp_lines: Dict[int, List[str]] = {n: [] for n in range(separator.num_spk)}
+    import tqdm
+
+    for keys, batch in tqdm.tqdm(loader, desc="separating", unit="utt"):
+        mix = batch["speech_mix"]
+        waves = separator(mix, fs=rate)
+        for n, w in enumerate(waves):
+            path = out / "wavs" / str(n + 1) / f"{keys[0]}.{output_format}"
+            _write_atomic_wav(path, w[0], rate, output_format)
+            scp_lines[n].append(f"{keys[0]} {path}\n")
+    for n, lines in scp_lines.items():
+        tmp = out / f".spk{n + 1}.scp.partial"
+        tmp.write_text("".join(lines))
+        os.replace(tmp, out / f"spk{n + 1}.scp")
+
+
+def get_parser():
+    parser = espnet_enh_inference.get_parser()
+    parser.description = "Separation inference (espnet2_ext)"
+    # ESPnet defaults --fs to 8000; here the rate defaults to the model's sample_rate.
+    parser.set_defaults(fs=None)
+    group = parser.add_argument_group("espnet2_ext overlap-add")
+    group.add_argument(
+        "--window",
+        type=str,
+        default="hann",
+        choices=["hann", "triangular", "rectangular"],
+        help="Cross-fade window of the fixed-order overlap-add (with --segment_size)",
+    )
+    return parser
+
+
+def main(cmd=None):
+    print(get_commandline_args(), file=sys.stderr)
+    args = get_parser().parse_args(cmd)
+    kwargs = vars(args)
+    kwargs.pop("config", None)
+    inference(**kwargs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Merge the outputs of parallel inference jobs into one ESPnet-style output folder.
+
+Each job folder holds ``spk1.scp`` … ``spkN.scp`` (``uid path`` lines). The merged folder
+gets the concatenated, uid-sorted ``spk<n>.scp``; the audio files stay where the jobs wrote
+them. A job folder without a complete set of scps means that job failed: it is an error.
+
+With ``--data DIR --stems …`` it also lays out, as symbolic links, the song trees that
+scoring reads (the MUSDB18-HQ layout, song folders named as in ``DIR/uid2song``):
+``OUT/stems/<song>/<stem>.wav`` (the estimates) and ``OUT/refs/<song>/{mixture,<stem>}.wav``
+(the references of ``DIR/wav.scp`` and ``DIR/spk<n>.scp``).
+
+Usage: python -m espnet2_ext.utils.merge_separated --out DIR --num_spk N
+           [--data DATA_DIR --stems vocals bass drums other] JOB_DIR [JOB_DIR …]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Dict, Sequence
+
+
+def merge_separated(out: Path, num_spk: int, job_dirs: Sequence[Path]) -> Dict[int, int]:
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for n in range(1, num_spk + 1):
+        entries = {}
+        for job in job_dirs:
+            scp = Path(job) / f"spk{n}.scp"
+            if not scp.is_file():
+                raise FileNotFoundError(
+                    f"{scp} is missing: that inference job did not finish; see its log"
+                )
+            for line in scp.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    uid, path = line.split(maxsplit=1)
+                    if uid in entries:
+                        raise ValueError(f"{uid} was separated by two jobs")
+                    entries[uid] = path
+        tmp = out / f".spk{n}.scp.partial"
+        tmp.write_text("".join(f"{u} {entries[u]}\n" for u in sorted(entries)))
+        os.replace(tmp, out / f"spk{n}.scp")
+        counts[n] = len(entries)
+    return counts
+
+
+def _read_scp(path: Path) -> Dict[str, str]:
+    entries = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            uid, value = line.split(maxsplit=1)
+            entries[uid] = value
+    return entries
+
+
+def _link(target: str, link: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(target).resolve())
+
+
+def link_song_trees(out: Path, data: Path, stems: Sequence[str]) -> int:
+    """Symlink estimates and references into song folders; returns the song count."""
+    uid2song = _read_scp(data / "uid2song") if (data / "uid2song").exists() else {}
+    mixtures = _read_scp(data / "wav.scp")
+    for tree in ("stems", "refs"):
+        if (out / tree).exists():
+            for link in (out / tree).rglob("*"):
+                if link.is_symlink():
+                    link.unlink()
+    for uid, mixture in mixtures.items():
+        song = uid2song.get(uid, uid)
+        _link(mixture, out / "refs" / song / "mixture.wav")
+    for n, stem in enumerate(stems, start=1):
+        refs = _read_scp(data / f"spk{n}.scp")
+        ests = _read_scp(out / f"spk{n}.scp")
+        for uid in mixtures:
+            song = uid2song.get(uid, uid)
+            _link(refs[uid], out / "refs" / song / f"{stem}.wav")
+            if uid in ests:
+                _link(ests[uid], out / "stems" / song / f"{stem}.wav")
+    return len(mixtures)
+
+
+def main(cmd=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--num_spk", type=int, required=True)
+    parser.add_argument("--data", type=Path, default=None, help="data folder of the set")
+    parser.add_argument("--stems", nargs="+", default=None, help="stem of spk1, spk2 …")
+    parser.add_argument("job_dirs", type=Path, nargs="+")
+    args = parser.parse_args(cmd)
+    merge_separated(args.out, args.num_spk, args.job_dirs)
+    if args.data is not None:
+        stems = args.stems or [f"spk{n}" for n in range(1, args.num_spk + 1)]
+        if len(stems) != args.num_spk:
+            parser.error(f"--stems names {len(stems)} stems for --num_spk {args.num_spk}")
+        link_song_trees(args.out, args.data, stems)
+
+
+if __name__ == "__main__":
+    main()
