@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Stage 1 of the MUSDB18-HQ recipe: Kaldi-style data/{train,valid,test} from a MUSDB18-HQ
+# tree (<root>/{train,test}/<song>/{mixture,vocals,bass,drums,other}.wav).
+#   local/data.sh --musdb_root /path/to/musdb18hq
+#   local/data.sh --demo true      # generate the embedded MUSDB18-HQ-like set first
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. ./path.sh
+
+musdb_root=""
+demo=false
+demo_root=downloads/musdb18hq_demo
+demo_opts="--num-train 12 --num-valid 2 --num-test 4 --duration 30 --seed 0"
+nj=2
+. utils/parse_options.sh
+
+if [ "$demo" = true ]; then
+  echo "local/data.sh: generating the embedded MUSDB18-HQ-like set in $demo_root"
+  # shellcheck disable=SC2086
+  $python -m espnet2_ext.datagen.musdb_like --out "$demo_root" --jobs "$nj" $demo_opts
+  musdb_root=$demo_root
+fi
+if [ -z "$musdb_root" ]; then
+  echo "local/data.sh: give --musdb_root (the folder with train/ and test/), set" \
+    "MUSDB18HQ in db.sh, or use --demo true for the generated set" >&2
+  exit 1
+fi
+$python -m espnet2_ext.datasets.musdb18hq --root "$musdb_root" --out data --nj "$nj"
