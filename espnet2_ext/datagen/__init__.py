@@ -1,0 +1,19 @@
+"""Generated stand-ins for MUSDB18-HQ and FMA, from real recorded instrument samples.
+
+The real data sets cannot be downloaded everywhere (and never in CI), so the recipes' embedded
+defaults generate small look-alikes in the real folder layouts:
+
+- :mod:`espnet2_ext.datagen.musdb_like` (``python -m espnet2_ext.datagen.musdb_like``):
+  train/test song folders with ``mixture.wav`` and the four stems, PCM_16 stereo 44.1 kHz,
+  the mixture exactly the sum of the stems; the test split uses another soundfont and
+  program set; ``valid_songs.txt`` names the validation songs.
+- :mod:`espnet2_ext.datagen.fma_like` (``python -m espnet2_ext.datagen.fma_like``):
+  unlabeled MP3 mixtures in ``fma_<subset>/NNN/NNNNNN.mp3`` with ``fma_metadata/tracks.csv``
+  and planted files the FMA preparation must drop (22.05 kHz, mono, corrupt, empty, mostly
+  silent) or resample (48 kHz), listed in ``generation_manifest.json``.
+
+Songs are composed procedurally (:mod:`.compose`), written as Standard MIDI Files
+(:mod:`.midi`) and rendered with the FluidSynth command line and General MIDI soundfonts, the
+lead vocal sung by espeak-ng (:mod:`.render`). Needs the Debian packages fluidsynth,
+fluid-soundfont-gm, timgm6mb-soundfont and espeak-ng (ffmpeg speeds up MP3 encoding).
+"""
