@@ -135,7 +135,15 @@ class MusicSeparator:
 
     @property
     def num_channels(self) -> Optional[int]:
-        return getattr(self.model.separator, "num_channels", None)
+        """Audio channels the model takes natively (``None``: not declared).
+
+        Only this plugin's separators declare it: in ESPnet's (e.g. BSRNN)
+        ``num_channels`` is a hidden width, not a count of audio channels.
+        """
+        separator = self.model.separator
+        if type(separator).__module__.startswith("espnet2_ext."):
+            return getattr(separator, "num_channels", None)
+        return None
 
     def _check_input(self, mix: torch.Tensor, fs: Optional[int]) -> None:
         if self.fs is not None and fs is not None and int(fs) != self.fs:

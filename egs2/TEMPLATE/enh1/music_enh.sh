@@ -16,11 +16,14 @@
 #   --inference_args "..."      extra options for espnet2_ext.bin.enh_inference
 #   --test_sets "valid test"    sets to separate and score
 #   --hf_repo USER/NAME         Hugging Face repository for stage 8
+#   --train_data_opts "..."     data options of stages 3-4 instead of the MUSDB18-HQ ones
+#   --valid_data_opts "..."     (e.g. one speech_ref1 list for MixIT on FMA), with
+#   --train_shape_file F        --valid_shape_file F (key lists for collect_stats)
 #
 # Stages:
 #   1 data preparation (local/data.sh)       -> data/{train,valid,test}
 #   2 segmenting and source-activity filter  -> dump/segments/{train,valid}
-#   3 statistics (ESPnet collect_stats)      -> exp/enh_stats
+#   3 statistics (ESPnet collect_stats)      -> exp/enh_stats_<tag>
 #   4 training                               -> exp/enh_<tag>
 #   5 inference on whole songs (overlap-add) -> exp/enh_<tag>/separate_<set>
 #   6 scoring (uSDR, cSDR)                   -> exp/enh_<tag>/separate_<set>/scoring
@@ -51,6 +54,10 @@ stems="vocals bass drums other"
 segment_seconds=8
 activity_args=""
 fs=44100
+train_data_opts=""
+valid_data_opts=""
+train_shape_file=""
+valid_shape_file=""
 dumpdir=dump
 expdir=exp
 
@@ -68,7 +75,7 @@ decode_cmd=${decode_cmd:-$train_cmd}
 [ -f "$train_config" ] || { echo "$0: training config $train_config not found" >&2; exit 1; }
 [ -n "$tag" ] || tag=$(basename "${train_config%.*}")
 enh_exp=$expdir/enh_$tag
-stats_dir=$expdir/enh_stats
+stats_dir=$expdir/enh_stats_$tag
 num_spk=$(echo "$stems" | wc -w)
 
 # The data options shared by collect_stats and training: both read fixed crops of the
@@ -84,6 +91,10 @@ data_opts() {  # $1 = train|valid, $2 = dir
   done
   echo "$opts"
 }
+[ -n "$train_data_opts" ] || train_data_opts=$(data_opts train "$dumpdir/segments/train")
+[ -n "$valid_data_opts" ] || valid_data_opts=$(data_opts valid "$dumpdir/segments/valid")
+[ -n "$train_shape_file" ] || train_shape_file=$dumpdir/segments/train/mix_segments.scp
+[ -n "$valid_shape_file" ] || valid_shape_file=$dumpdir/segments/valid/mix_segments.scp
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: data preparation: local/data.sh $local_data_opts"
@@ -106,14 +117,12 @@ fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "Stage 3: statistics (collect_stats) -> $stats_dir"
-  # shellcheck disable=SC2046,SC2086
+  # shellcheck disable=SC2086
   $train_cmd "$stats_dir/logs/stats.log" \
     $python -m espnet2_ext.bin.enh_train --collect_stats true --ngpu 0 \
       --config "$train_config" --num_workers 0 \
-      $(data_opts train "$dumpdir/segments/train") \
-      $(data_opts valid "$dumpdir/segments/valid") \
-      --train_shape_file "$dumpdir/segments/train/mix_segments.scp" \
-      --valid_shape_file "$dumpdir/segments/valid/mix_segments.scp" \
+      $train_data_opts $valid_data_opts \
+      --train_shape_file "$train_shape_file" --valid_shape_file "$valid_shape_file" \
       --output_dir "$stats_dir" $train_args
 fi
 
@@ -124,13 +133,15 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   [ -z "$init_param" ] || init_opt="--init_param $init_param"
   dist_opt=""
   [ "$ngpu" -le 1 ] || dist_opt="--multiprocessing_distributed true --dist_launcher local"
-  # shellcheck disable=SC2046,SC2086
+  # collect_stats names its shape files after the first data name (speech_mix, or
+  # speech_ref1 for MixIT on unlabeled mixtures)
+  shape_name=$(echo "$train_data_opts" | awk '{split($2, a, ","); print a[2]}')
+  # shellcheck disable=SC2086
   $cuda_cmd "$enh_exp/train.log" \
     $python -m espnet2_ext.bin.enh_train --ngpu "$ngpu" --config "$train_config" \
-      $(data_opts train "$dumpdir/segments/train") \
-      $(data_opts valid "$dumpdir/segments/valid") \
-      --train_shape_file "$stats_dir/train/speech_mix_shape" \
-      --valid_shape_file "$stats_dir/valid/speech_mix_shape" \
+      $train_data_opts $valid_data_opts \
+      --train_shape_file "$stats_dir/train/${shape_name}_shape" \
+      --valid_shape_file "$stats_dir/valid/${shape_name}_shape" \
       --output_dir "$enh_exp" $init_opt $dist_opt $train_args
   log "training done; averaged model: $enh_exp/$inference_model"
 fi
@@ -154,8 +165,8 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
         --segment_size "$segment_size" --hop_size "$hop_size" \
         --output_dir "$out/split/out.JOB" $inference_args
     # shellcheck disable=SC2086
-    $python -m espnet2_ext.utils.merge_separated --out "$out" --num_spk "$num_spk" \
-      --data "data/$dset" --stems $stems "$out"/split/out.*
+    $python -m espnet2_ext.utils.merge_separated "$out"/split/out.* --out "$out" \
+      --num_spk "$num_spk" --data "data/$dset" --stems $stems
   done
 fi
 

@@ -1,0 +1,1 @@
+../../../vctk_fsd18/diffsep1/local/score.py
