@@ -1,0 +1,221 @@
+"""Metrics that multi-step inference maximises, as a small guarded registry.
+
+Multi-step inference (seeds/000, :mod:`espnet2_ext.enh.inference.multistep`) keeps, at
+each step, the candidate estimate that scores highest under a metric. Two kinds exist:
+
+* **oracle** metrics compare with the true sources (SNR, SI-SDR). They are usable only
+  where the references are known (validation, or to measure an upper bound); every result
+  selected with one is labelled ``oracle`` (see :attr:`Metric.label`).
+* **non-intrusive** metrics need no reference (a quality predictor such as UTMOS for
+  speech). A user registers one with :func:`register_metric`; results selected with one
+  are deployable as they are.
+
+A metric is called as ``fn(estimate, reference, mixture)`` with
+
+* ``estimate``: [B, N, C, L] (batch, sources, channels, samples);
+* ``reference``: [B, N, C, L] for an oracle metric, ``None`` for a non-intrusive one;
+* ``mixture``: [B, C, L], the input of the separator's first step;
+
+and returns scores to **maximise**, [B, N, C] (one per item, source and channel) or
+[B, N] (one per item and source; the selection is then shared by all channels).
+A loss must be negated before it is registered.
+
+Registry rules (the same as the ESPnet choice tables in :mod:`espnet2_ext.registry`):
+names are lower case, a name is never overwritten, and the built-in names stay built in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import torch
+from einops import rearrange
+from espnet2.enh.loss.criterions.time_domain import SISNRLoss, SNRLoss
+
+#: ``fn(estimate [B, N, C, L], reference [B, N, C, L] | None, mixture [B, C, L])``
+#: ``-> scores [B, N, C] or [B, N]`` (higher is better).
+MetricFn = Callable[[torch.Tensor, Optional[torch.Tensor], torch.Tensor], torch.Tensor]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric.
+
+    Args:
+        name: registry key (lower case).
+        fn: the scoring function, see the module docstring.
+        requires_reference: True for an oracle metric (needs the true sources).
+        builtin: registered by this module (cannot be removed).
+    """
+
+    name: str
+    fn: MetricFn
+    requires_reference: bool
+    builtin: bool = False
+
+    @property
+    def label(self) -> str:
+        """``"oracle snr"`` for a reference-based metric, the bare name otherwise."""
+        return f"oracle {self.name}" if self.requires_reference else self.name
+
+    def __call__(
+        self,
+        estimate: torch.Tensor,
+        reference: Optional[torch.Tensor],
+        mixture: torch.Tensor,
+    ) -> torch.Tensor:
+        """Score ``estimate`` [B, N, C, L]; returns float32 [B, N, C] or [B, N].
+
+        Raises:
+            ValueError: a reference is missing for an oracle metric, its shape differs
+                from the estimate's, or the function returned another shape.
+        """
+        if self.requires_reference:
+            if reference is None:
+                raise ValueError(
+                    f"metric {self.name!r} is an oracle metric: it needs the reference "
+                    "sources [B, N, C, L]; pass them, or use a schedule or a "
+                    "non-intrusive metric (register_metric(..., "
+                    "requires_reference=False))"
+                )
+            if reference.shape != estimate.shape:
+                raise ValueError(
+                    f"metric {self.name!r}: reference shape {tuple(reference.shape)} "
+                    f"differs from the estimate shape {tuple(estimate.shape)}; both "
+                    "must be [B, N, C, L] with the sources in the separator's order"
+                )
+        scores = self.fn(
+            estimate, reference if self.requires_reference else None, mixture
+        )
+        b, n, c, _ = estimate.shape
+        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) not in (
+            (b, n, c),
+            (b, n),
+        ):
+            got = (
+                tuple(scores.shape)
+                if isinstance(scores, torch.Tensor)
+                else type(scores).__name__
+            )
+            raise ValueError(
+                f"metric {self.name!r} returned {got} for an estimate of shape "
+                f"{tuple(estimate.shape)}; it must return [B, N, C] = {(b, n, c)} or "
+                f"[B, N] = {(b, n)}"
+            )
+        return scores.float()
+
+
+_METRICS: Dict[str, Metric] = {}
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"metric names are lower case letters, digits and '_', starting with a "
+            f"letter (got {name!r}); e.g. register_metric('utmos', fn)"
+        )
+
+
+def register_metric(
+    name: str, fn: MetricFn, *, requires_reference: bool = False
+) -> Metric:
+    """Add a metric under ``name``; returns the registered :class:`Metric`.
+
+    Args:
+        name: lower-case key, e.g. ``"utmos"``.
+        fn: ``fn(estimate, reference, mixture) -> scores`` (module docstring), higher
+            is better.
+        requires_reference: True if ``fn`` compares with the true sources (its results
+            are then labelled oracle).
+
+    Raises:
+        ValueError: the name is not lower case / not an identifier, or it is taken.
+        TypeError: ``fn`` is not callable.
+    """
+    _check_name(name)
+    if name in _METRICS:
+        raise ValueError(
+            f"metric {name!r} is already registered; pick another name (or "
+            "unregister_metric it first if it is yours)"
+        )
+    if not callable(fn):
+        raise TypeError(f"metric {name!r}: fn must be callable, got {fn!r}")
+    metric = Metric(name=name, fn=fn, requires_reference=bool(requires_reference))
+    _METRICS[name] = metric
+    return metric
+
+
+def unregister_metric(name: str) -> None:
+    """Remove a user-registered metric (built-in metrics cannot be removed)."""
+    if name not in _METRICS:
+        raise ValueError(f"metric {name!r} is not registered")
+    if _METRICS[name].builtin:
+        raise ValueError(f"metric {name!r} is built in and cannot be removed")
+    del _METRICS[name]
+
+
+def get_metric(name: str) -> Metric:
+    """The metric registered as ``name``.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    if name not in _METRICS:
+        raise ValueError(
+            f"unknown metric {name!r}; registered metrics: {available_metrics()} "
+            "(add one with register_metric)"
+        )
+    return _METRICS[name]
+
+
+def available_metrics() -> List[str]:
+    """Names of all registered metrics, sorted."""
+    return sorted(_METRICS)
+
+
+def _per_signal(
+    estimate: torch.Tensor, reference: torch.Tensor, criterion
+) -> torch.Tensor:
+    """Apply an ESPnet time-domain criterion (a loss per signal) to every channel.
+
+    estimate, reference: [B, N, C, L] → scores [B, N, C] (the negated loss, in fp32).
+    """
+    b, n, _, _ = estimate.shape
+    est = rearrange(estimate.float(), "b n c l -> (b n c) l")
+    ref = rearrange(reference.float(), "b n c l -> (b n c) l")
+    loss = criterion(ref, est)
+    return rearrange(-loss, "(b n c) -> b n c", b=b, n=n)
+
+
+_SNR = SNRLoss()
+_SI_SDR = SISNRLoss(zero_mean=True)
+
+
+def snr(
+    estimate: torch.Tensor, reference: Optional[torch.Tensor], mixture: torch.Tensor
+) -> torch.Tensor:
+    """SNR in dB per item, source and channel, ``10 log10(|s|² / |s - ŝ|²)``.
+
+    ESPnet's :class:`~espnet2.enh.loss.criterions.time_domain.SNRLoss` (norms floored at
+    float32's eps). Averaged over channels and songs it is the uSDR of seeds/002.
+    """
+    return _per_signal(estimate, reference, _SNR)
+
+
+def si_sdr(
+    estimate: torch.Tensor, reference: Optional[torch.Tensor], mixture: torch.Tensor
+) -> torch.Tensor:
+    """Scale-invariant SDR in dB (zero-mean) per item, source and channel.
+
+    ESPnet's :class:`~espnet2.enh.loss.criterions.time_domain.SISNRLoss`
+    (``fast_bss_eval``); a silent estimate or reference gives ``-inf``.
+    """
+    return _per_signal(estimate, reference, _SI_SDR)
+
+
+for _name, _fn in (("snr", snr), ("si_sdr", si_sdr)):
+    _METRICS[_name] = Metric(name=_name, fn=_fn, requires_reference=True, builtin=True)

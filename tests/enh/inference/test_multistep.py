@@ -1,0 +1,488 @@
+"""Tests of training-free multi-step inference (espnet2_ext.enh.inference.multistep)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from espnet2.tasks.enh import EnhancementTask
+
+from espnet2_ext.enh.inference.chunking import apply_chunked, chunk_starts
+from espnet2_ext.enh.inference.metrics_registry import (
+    available_metrics,
+    get_metric,
+    register_metric,
+    unregister_metric,
+)
+from espnet2_ext.enh.inference.multistep import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_STEPS,
+    MultiStepSeparator,
+    RatioSchedule,
+    calibrate_schedule,
+    candidate_ratios,
+    espnet_model_separate_fn,
+)
+
+torch.set_num_threads(1)
+
+
+class TinySeparator(torch.nn.Module):
+    """A random nonlinear separator [b, C, L] -> [b, N, C, L] (conv, tanh, conv)."""
+
+    def __init__(self, n_src: int, n_chan: int, seed: int, hidden: int = 8):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.n_src, self.n_chan = n_src, n_chan
+        self.conv1 = torch.nn.Conv1d(n_chan, hidden, 5, padding=2)
+        self.conv2 = torch.nn.Conv1d(hidden, n_src * n_chan, 5, padding=2)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(torch.tanh(self.conv1(x)))
+        return out.reshape(x.shape[0], self.n_src, self.n_chan, x.shape[-1])
+
+
+def sign_separator(x: torch.Tensor) -> torch.Tensor:
+    """Perfect for sources s1 >= 0, s2 <= 0 of disjoint support, for any blend."""
+    return torch.stack([torch.relu(x), -torch.relu(-x)], dim=1)
+
+
+def sign_sources(batch: int, n_chan: int, length: int, seed: int) -> torch.Tensor:
+    noise = torch.randn(
+        batch, n_chan, length, generator=torch.Generator().manual_seed(seed)
+    )
+    return sign_separator(noise)  # [B, 2, C, L]
+
+
+def random_problem(seed: int, batch=2, n_src=3, n_chan=2, length=400, dtype=None):
+    gen = torch.Generator().manual_seed(1000 + seed)
+    ref = torch.randn(batch, n_src, n_chan, length, generator=gen, dtype=dtype)
+    mix = ref.sum(dim=1)
+    return mix, ref
+
+
+# ------------------------------------------------------------------------- grids
+def test_candidate_ratio_grids():
+    uniform = candidate_ratios(7, steps=20, candidates=10, grid="uniform")
+    assert uniform == pytest.approx([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    assert candidate_ratios(1, steps=20, candidates=10, grid="narrowing") == uniform
+    # step 11 of 20: the weight on the estimate starts at 0.5 (authors' speech scripts)
+    narrow = candidate_ratios(11, steps=20, candidates=10, grid="narrowing")
+    assert narrow == pytest.approx([0.5 * r for r in uniform])
+    with pytest.raises(ValueError, match="grid"):
+        candidate_ratios(1, steps=2, candidates=2, grid="log")
+    ms = MultiStepSeparator(sign_separator)
+    assert (ms.steps, ms.candidates) == (DEFAULT_STEPS, DEFAULT_CANDIDATES) == (20, 10)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(steps=-1),
+        dict(candidates=0),
+        dict(grid="random"),
+        dict(ratios=[0.5, 1.5]),
+        dict(ratios=[0.5], candidates=3),
+        dict(candidate_batch=0),
+        dict(metric="SNR"),
+    ],
+)
+def test_invalid_configuration_raises(kwargs):
+    with pytest.raises(ValueError):
+        MultiStepSeparator(sign_separator, **kwargs)
+
+
+# ------------------------------------------------------------------------- properties
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize(
+    "grid,metric,per_channel",
+    [
+        ("uniform", "snr", True),
+        ("narrowing", "si_sdr", True),
+        ("uniform", "snr", False),
+    ],
+)
+def test_optimised_metric_never_decreases(seed, grid, metric, per_channel):
+    model = TinySeparator(n_src=3, n_chan=2, seed=seed).eval()
+    mix, ref = random_problem(seed)
+    ms = MultiStepSeparator(
+        model, steps=4, candidates=4, grid=grid, metric=metric, per_channel=per_channel
+    )
+    est, info = ms.separate(mix, ref)
+    trace = info["trace"]  # [T + 1, B, N, C']
+    assert trace.shape == (5, 2, 3, 2 if per_channel else 1)
+    assert bool((trace[1:] >= trace[:-1]).all())
+    # the trace is the metric of the estimates it describes
+    final = get_metric(metric)(est, ref, mix)
+    if not per_channel:
+        final = final.mean(dim=-1, keepdim=True)
+    torch.testing.assert_close(final, trace[-1], rtol=0, atol=1e-4)
+    # random models are bad separators: the search must find something better
+    assert float(trace[-1].mean()) > float(trace[0].mean())
+    assert info["mode"] == "oracle" and "oracle" in info["label"]
+
+
+def test_perfect_separator_stays_perfect():
+    ref = sign_sources(batch=2, n_chan=2, length=300, seed=0)
+    mix = ref.sum(dim=1)
+    for grid in ("uniform", "narrowing"):
+        est, info = MultiStepSeparator(sign_separator, steps=5, grid=grid).separate(
+            mix, ref
+        )
+        assert torch.equal(est, ref)
+        assert bool((info["trace"] > 100).all())  # dB: exact up to the eps floor
+        assert bool(torch.isnan(info["chosen_ratio"]).all())  # ties keep y_{t-1}
+
+
+def test_one_candidate_at_ratio_one_is_one_step():
+    model = TinySeparator(n_src=2, n_chan=2, seed=5).eval()
+    mix, ref = random_problem(5, n_src=2)
+    with torch.no_grad():
+        one_step = model(mix)
+    est, info = MultiStepSeparator(model, steps=6, candidates=1).separate(mix, ref)
+    assert info["candidate_ratios"] == [[1.0]] * 6
+    assert torch.equal(est, one_step)
+    assert info["forward_passes"] == 2  # y0 only: r = 1 reuses it
+    est, info = MultiStepSeparator(
+        model, steps=6, ratios=[1.0], reuse_mixture_pass=False
+    ).separate(mix, ref)
+    torch.testing.assert_close(est, one_step, rtol=1e-5, atol=1e-6)
+    assert info["passes_per_item"] == 1 + 6 * 1 * 2  # 1 + T·K·N
+
+
+@pytest.mark.parametrize("grid", ["uniform", "narrowing"])
+def test_batched_candidates_equal_unbatched_loop(grid):
+    model = TinySeparator(n_src=3, n_chan=2, seed=7).double().eval()
+    mix, ref = random_problem(7, dtype=torch.float64)
+    runs = {}
+    for batch in (None, 3, 1):
+        ms = MultiStepSeparator(
+            model, steps=3, candidates=5, grid=grid, candidate_batch=batch
+        )
+        runs[batch] = ms.separate(mix, ref)
+    est, info = runs[None]
+    for batch in (3, 1):
+        other, other_info = runs[batch]
+        torch.testing.assert_close(other, est, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(
+            other_info["chosen_ratio"], info["chosen_ratio"], equal_nan=True
+        )
+        assert other_info["forward_passes"] == info["forward_passes"]
+    # 1 call for y0, then per step one call for all candidates that need a pass
+    runs_per_step = [
+        sum(r != 1.0 for r in rs) for rs in info["candidate_ratios"]
+    ]  # uniform: 4 each; narrowing: 4, then 5
+    assert info["separator_calls"] == 1 + sum(n > 0 for n in runs_per_step)
+    assert runs[1][1]["separator_calls"] == 1 + sum(runs_per_step)
+
+
+def test_forward_pass_accounting():
+    model = TinySeparator(n_src=3, n_chan=1, seed=1).eval()
+    mix, ref = random_problem(1, batch=2, n_chan=1)
+    t, k, n, b = 3, 4, 3, 2
+    _, info = MultiStepSeparator(model, steps=t, candidates=k).separate(mix, ref)
+    assert info["forward_passes"] == b * (1 + t * (k - 1) * n)
+    _, info = MultiStepSeparator(
+        model, steps=t, candidates=k, reuse_mixture_pass=False
+    ).separate(mix, ref)
+    assert info["forward_passes"] == b * (1 + t * k * n)
+    _, info = MultiStepSeparator(
+        model, steps=t, candidates=k, grid="narrowing"
+    ).separate(mix, ref)
+    assert info["forward_passes"] == b * (1 + (k - 1) * n + (t - 1) * k * n)
+    assert info["seconds"] > 0
+
+
+# ------------------------------------------------------------------------- metrics
+def test_oracle_metric_needs_reference_and_is_labelled():
+    model = TinySeparator(n_src=2, n_chan=2, seed=0).eval()
+    mix, ref = random_problem(0, n_src=2)
+    ms = MultiStepSeparator(model, steps=1, metric="si_sdr")
+    assert ms.mode == "oracle" and ms.label.startswith("multi-step oracle si_sdr")
+    with pytest.raises(ValueError, match="oracle"):
+        ms.separate(mix)
+    with pytest.raises(ValueError, match="shape"):
+        ms.separate(mix, ref[:, :1])
+
+
+def test_metric_registry_guards():
+    assert {"snr", "si_sdr"} <= set(available_metrics())
+    assert (
+        get_metric("snr").requires_reference and get_metric("snr").label == "oracle snr"
+    )
+    fn = lambda est, ref, mix: -est.pow(2).mean(-1)  # noqa: E731
+    with pytest.raises(ValueError, match="lower case"):
+        register_metric("Energy", fn)
+    with pytest.raises(ValueError, match="already registered"):
+        register_metric("snr", fn)
+    with pytest.raises(ValueError, match="built in"):
+        unregister_metric("snr")
+    with pytest.raises(TypeError):
+        register_metric("not_callable_metric", 3)
+    with pytest.raises(ValueError, match="unknown metric"):
+        get_metric("no_such_metric")
+    register_metric("bad_shape_metric", lambda est, ref, mix: est.mean())
+    try:
+        ms = MultiStepSeparator(sign_separator, steps=1, metric="bad_shape_metric")
+        with pytest.raises(ValueError, match="must return"):
+            ms.separate(torch.randn(1, 2, 50))
+    finally:
+        unregister_metric("bad_shape_metric")
+    assert "bad_shape_metric" not in available_metrics()
+
+
+def test_user_nonintrusive_metric_runs_blind():
+    # a non-intrusive "quality predictor": prefer estimates whose per-source sum stays
+    # close to the mixture, scored per item and source ([B, N]: shared by channels)
+    def consistency(est, ref, mix):
+        assert ref is None  # never sees the references
+        err = (est.sum(dim=1, keepdim=True) - mix[:, None]).pow(2).mean(dim=(2, 3))
+        return (-err).expand(-1, est.shape[1]) - 0.01 * est.pow(2).mean(dim=(2, 3))
+
+    register_metric("test_consistency", consistency)
+    try:
+        model = TinySeparator(n_src=2, n_chan=2, seed=3).eval()
+        mix, ref = random_problem(3, n_src=2)
+        ms = MultiStepSeparator(model, steps=3, candidates=3, metric="test_consistency")
+        assert ms.mode == "blind" and "oracle" not in ms.label
+        est, info = ms.separate(mix)  # no references anywhere
+        trace = info["trace"]
+        assert trace.shape == (
+            4,
+            2,
+            2,
+            1,
+        )  # [B, N] metric: one choice for both channels
+        assert bool((trace[1:] >= trace[:-1]).all())
+        chosen = info["chosen_ratio"]
+        assert chosen.shape == (3, 2, 2, 1)
+    finally:
+        unregister_metric("test_consistency")
+
+
+# ------------------------------------------------------------------------- schedule
+def _schedule() -> RatioSchedule:
+    return RatioSchedule(
+        ratios=[[0.9, 1.0, None], [0.1 * 3, None, 0.7]],
+        metric="snr",
+        oracle=True,
+        sources=["vocals", "bass", "drums"],
+        validation_scores=[[1.0, 2.0, 3.0], [1.5, 2.5, 3.0], [1.7, 2.5, 3.25]],
+        search={"grid": "uniform", "candidates": 10, "per_source": True},
+    )
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml", ".yml"])
+def test_schedule_file_round_trips(tmp_path, suffix):
+    schedule = _schedule()
+    path = schedule.save(tmp_path / f"schedule{suffix}")
+    loaded = RatioSchedule.load(path)
+    assert loaded == schedule
+    assert loaded.ratios[1][0] == 0.1 * 3  # floats survive exactly
+    assert "deployable" in loaded.label and "oracle snr" in loaded.label
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(ratios=[[0.5, 1.5, None], [0.2, 0.3, 0.4]]),
+        dict(ratios=[[0.5, 0.5], [0.2, 0.3, 0.4]]),
+        dict(sources=["vocals"]),
+        dict(validation_scores=[[1.0, 2.0, 3.0]]),
+    ],
+)
+def test_invalid_schedule_raises(change):
+    data = {**_schedule().to_dict(), **change}
+    with pytest.raises(ValueError):
+        RatioSchedule.from_dict(data)
+    with pytest.raises(ValueError, match="format"):
+        RatioSchedule.from_dict({**_schedule().to_dict(), "format": "other"})
+
+
+def test_calibrated_schedule_applies_without_references(tmp_path):
+    model = TinySeparator(n_src=3, n_chan=2, seed=11).eval()
+    validation = [random_problem(s, batch=2) for s in (20, 21)]
+    schedule = calibrate_schedule(
+        model, validation, steps=4, candidates=5, sources=["a", "b", "c"]
+    )
+    assert schedule.steps == 4 and schedule.num_sources == 3 and schedule.oracle
+    scores = torch.tensor(schedule.validation_scores)  # [T + 1, N]
+    assert bool((scores[1:] >= scores[:-1]).all())
+    assert float(scores[-1].mean()) > float(scores[0].mean())
+
+    path = schedule.save(tmp_path / "schedule.yaml")
+    ms = MultiStepSeparator(model, schedule=path)
+    assert ms.mode == "schedule" and "deployable" in ms.label
+
+    # on the validation items (references only to trace) it reproduces its own numbers
+    traced = []
+    for mix, ref in validation:
+        _, info = ms.separate(mix, ref)
+        traced.append(info["trace"])  # [T + 1, b, N, C]
+    mean = torch.cat(traced, dim=1).mean(dim=(1, 3))
+    torch.testing.assert_close(mean, scores.float(), rtol=1e-4, atol=1e-4)
+
+    # a new song: no references, no metric, one pass per scheduled source and step
+    mix, _ = random_problem(99, batch=1)
+    est, info = ms.separate(mix)
+    assert est.shape == (1, 3, 2, 400) and info["trace"] is None
+    scheduled = sum(r is not None and r != 1.0 for row in schedule.ratios for r in row)
+    assert info["forward_passes"] == 1 + scheduled
+    with pytest.raises(ValueError, match="steps"):
+        MultiStepSeparator(model, schedule=schedule, steps=2)
+
+
+def test_shared_schedule_uses_one_ratio_for_all_sources():
+    model = TinySeparator(n_src=2, n_chan=1, seed=4).eval()
+    schedule = calibrate_schedule(
+        model,
+        [random_problem(4, n_src=2, n_chan=1)],
+        steps=3,
+        candidates=4,
+        per_source=False,
+    )
+    for row in schedule.ratios:
+        assert len(set(row)) == 1
+
+
+# ------------------------------------------------------------------------- chunking
+def test_composes_with_chunked_inference():
+    length, chunk, hop = 1000, 400, 200
+    ref = sign_sources(batch=2, n_chan=2, length=length, seed=1)
+    mix = ref.sum(dim=1)
+    ms = MultiStepSeparator(sign_separator, steps=3, candidates=3)
+    out = apply_chunked(
+        ms, mix, chunk_size=chunk, hop_size=hop, aligned=(ref,), batch_chunks=2
+    )
+    torch.testing.assert_close(out, ref)
+    n_chunks = len(chunk_starts(length, chunk, hop))
+    summary = ms.summary()
+    assert summary["calls"] == math.ceil(n_chunks / 2)
+    assert summary["forward_passes"] == n_chunks * 2 * (1 + 3 * 2 * 2)
+
+    # a real (random) separator: the references reach every chunk's selection
+    model = TinySeparator(n_src=2, n_chan=2, seed=2).eval()
+    mix, ref = random_problem(2, n_src=2, length=length)
+    ms = MultiStepSeparator(model, steps=2, candidates=3)
+    out = apply_chunked(ms, mix, chunk_size=chunk, hop_size=hop, aligned=(ref,))
+    assert out.shape == ref.shape
+    assert len(ms.records) == n_chunks
+    for start, record in zip(chunk_starts(length, chunk, hop), ms.records):
+        trace = record["trace"]
+        assert bool((trace[1:] >= trace[:-1]).all())
+        _, direct = MultiStepSeparator(model, steps=2, candidates=3).separate(
+            mix[..., start : start + chunk], ref[..., start : start + chunk]
+        )
+        torch.testing.assert_close(trace, direct["trace"])
+    mean_trace = ms.summary()["mean_trace"]
+    assert mean_trace.shape == (3,) and bool((mean_trace[1:] >= mean_trace[:-1]).all())
+
+    # the deployable schedule composes the same way, without references
+    schedule = RatioSchedule(
+        ratios=[[0.5, None], [0.8, 0.6]], metric="snr", oracle=True
+    )
+    fixed = MultiStepSeparator(model, schedule=schedule)
+    out = apply_chunked(fixed, mix, chunk_size=chunk, hop_size=hop)
+    assert out.shape == ref.shape and torch.isfinite(out).all()
+
+
+# ------------------------------------------------------------------------- ESPnet
+def _build(args):
+    return EnhancementTask.build_model(
+        EnhancementTask.get_parser().parse_args(args)
+    ).eval()
+
+
+STOCK = {
+    "conv_tasnet": [
+        "--encoder", "conv", "--encoder_conf", '{"channel": 16, "kernel_size": 8, "stride": 4}',
+        "--decoder", "conv", "--decoder_conf", '{"channel": 16, "kernel_size": 8, "stride": 4}',
+        "--separator", "tcn", "--separator_conf",
+        '{"num_spk": 2, "layer": 2, "stack": 1, "bottleneck_dim": 8, "hidden_dim": 16, '
+        '"kernel": 3}',
+    ],
+    "bsrnn": [
+        "--encoder", "stft", "--encoder_conf", '{"n_fft": 64, "hop_length": 16}',
+        "--decoder", "stft", "--decoder_conf", '{"n_fft": 64, "hop_length": 16}',
+        "--separator", "bsrnn", "--separator_conf",
+        '{"num_spk": 2, "num_channels": 2, "num_layers": 1, "target_fs": 8000, '
+        '"subbands": [[0, 7], [8, 15], [16, 23], [24, 32]]}',
+    ],
+    "tfgridnet": [
+        "--encoder", "same", "--decoder", "same", "--separator", "tfgridnet",
+        "--separator_conf",
+        '{"n_srcs": 2, "n_fft": 32, "stride": 16, "n_layers": 1, "lstm_hidden_units": 8, '
+        '"attn_n_head": 1, "attn_approx_qk_dim": 8, "emb_dim": 8, "emb_ks": 2, '
+        '"emb_hs": 1}',
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(STOCK))
+def test_stock_espnet_separators(name):
+    torch.manual_seed(0)
+    model = _build(STOCK[name])
+    fn = espnet_model_separate_fn(model)
+    mix, ref = random_problem(0, batch=2, n_src=2, n_chan=2, length=800)
+    est = fn(mix)
+    assert est.shape == (2, 2, 2, 800)
+    # stereo of a mono model: every channel separated as its own item
+    lengths = torch.full((2,), 800)
+    with torch.no_grad():
+        for c in range(2):
+            direct = model.forward_enhance(mix[:, c], lengths, {}, fs=None)[0]
+            torch.testing.assert_close(
+                est[:, :, c], torch.stack(direct, 1), atol=1e-5, rtol=1e-4
+            )
+    out, info = MultiStepSeparator(fn, steps=2, candidates=3).separate(mix, ref)
+    assert out.shape == est.shape
+    assert bool((info["trace"][1:] >= info["trace"][:-1]).all())
+    one, _ = MultiStepSeparator(fn, steps=2, candidates=1).separate(mix, ref)
+    assert torch.equal(one, est)
+
+
+def test_espnet_adapter_applies_variance_normalisation():
+    # BSRNN (unlike Conv-TasNet and TF-GridNet here) is not scale-equivariant by itself
+    args = STOCK["bsrnn"] + ["--model_conf", '{"normalize_variance": true}']
+    mix, _ = random_problem(1, batch=1, n_src=2, n_chan=1, length=800)
+    torch.manual_seed(0)
+    plain = espnet_model_separate_fn(_build(STOCK["bsrnn"]))
+    assert not torch.allclose(plain(3.0 * mix), 3.0 * plain(mix), rtol=1e-3, atol=1e-3)
+    torch.manual_seed(0)
+    fn = espnet_model_separate_fn(_build(args))
+    # the network sees x / std(x) and its output is scaled back, as in SeparateSpeech
+    torch.testing.assert_close(fn(3.0 * mix), 3.0 * fn(mix), rtol=1e-4, atol=1e-5)
+
+
+def test_native_stereo_separator_of_the_plugin():
+    from espnet2_ext.tasks.enh import EnhancementTask as PluginTask
+
+    torch.manual_seed(0)
+    args = PluginTask.get_parser().parse_args(
+        [
+            "--encoder", "stft", "--encoder_conf", '{"n_fft": 64, "hop_length": 16}',
+            "--decoder", "stft", "--decoder_conf", '{"n_fft": 64, "hop_length": 16}',
+            "--separator", "bs_locoformer", "--separator_conf",
+            '{"num_spk": 2, "num_channels": 2, "bands": [8, 8, 8, 9], "n_layers": 1, '
+            '"emb_dim": 8, "ffn_hidden_dim": 8, "n_heads": 2, "norm_groups": 2}',
+        ]
+    )  # fmt: skip
+    model = PluginTask.build_model(args).eval()
+    mix, ref = random_problem(0, batch=2, n_src=2, n_chan=2, length=800)
+    fn = espnet_model_separate_fn(model)  # auto: native [b, L, C] layout
+    with torch.no_grad():
+        direct = model.forward_enhance(
+            mix.transpose(1, 2), torch.full((2,), 800), {}, fs=None
+        )[0]
+    torch.testing.assert_close(fn(mix), torch.stack(direct, 1).transpose(2, 3))
+    # folding would separate each channel as a mono item: the model refuses mono input
+    with pytest.raises(ValueError):
+        espnet_model_separate_fn(model, channel_mode="fold")(mix)
+    with pytest.raises(ValueError, match="channel_mode"):
+        espnet_model_separate_fn(model, channel_mode="stereo")
+    _, info = MultiStepSeparator(fn, steps=2, candidates=2).separate(mix, ref)
+    assert bool((info["trace"][1:] >= info["trace"][:-1]).all())
