@@ -33,6 +33,8 @@ from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 from espnet2.legacy.utils.cli_utils import get_commandline_args
 
 from espnet2_ext.enh.inference.chunking import apply_chunked
+from espnet2_ext.enh.inference.metrics_registry import get_metric
+from espnet2_ext.enh.inference.multistep import MultiStepSeparator
 from espnet2_ext.tasks.enh import EnhancementTask
 
 _DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
@@ -94,6 +96,12 @@ class MusicSeparator:
         window: cross-fade window of the overlap-add.
         show_progressbar: progress bar over the chunks.
         normalize_output_wav: peak-normalise every output (off: wrong for music stems).
+        multistep: keyword arguments of
+            :class:`~espnet2_ext.enh.inference.multistep.MultiStepSeparator` (``steps``,
+            ``candidates``, ``grid``, ``metric``, ``schedule``, ``candidate_batch`` …) to
+            refine every chunk with training-free multi-step inference; ``None``: one
+            step. With a metric that needs references (``snr``, ``si_sdr``) the results
+            are **oracle** results: pass ``speech_ref`` to :meth:`__call__`.
     """
 
     def __init__(
@@ -108,6 +116,7 @@ class MusicSeparator:
         window: str = "hann",
         show_progressbar: bool = False,
         normalize_output_wav: bool = False,
+        multistep: Optional[Dict] = None,
     ):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
@@ -128,7 +137,17 @@ class MusicSeparator:
         self.window = window
         self.show_progressbar = show_progressbar
         self.normalize_output_wav = normalize_output_wav
+        self.multistep = dict(multistep) if multistep is not None else None
+        if self.multistep is not None:
+            MultiStepSeparator(lambda x: x, **self.multistep)  # validate the options now
+        #: summary of the last multi-step run (label, forward passes, metric trace)
+        self.last_multistep_summary: Optional[Dict] = None
 
+    @property
+    def multistep_needs_reference(self) -> bool:
+        if self.multistep is None or self.multistep.get("schedule") is not None:
+            return False
+        return get_metric(self.multistep.get("metric", "snr")).requires_reference
     @property
     def num_spk(self) -> int:
         return self.model.num_spk
@@ -160,8 +179,13 @@ class MusicSeparator:
                 f"channel(s); convert it first (e.g. sox in.wav -c {expected} out.wav)"
             )
 
-    def separate_tensor(self, mix: torch.Tensor) -> torch.Tensor:
-        """[B, C, T] → [B, N, C, T] in the model's fixed source order."""
+    def separate_tensor(
+        self, mix: torch.Tensor, reference: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """[B, C, T] (and references [B, N, C, T] for oracle multi-step) → [B, N, C, T].
+
+        Sources come in the model's fixed order.
+        """
 
         def run(chunk: torch.Tensor) -> torch.Tensor:
             b, c, t = chunk.shape
@@ -177,29 +201,48 @@ class MusicSeparator:
             return est.unsqueeze(2) if est.dim() == 3 else est.transpose(2, 3)
 
         mix = mix.to(self.device, self.dtype)
+        separate_fn, aligned = run, ()
+        if self.multistep is not None:
+            if self.multistep_needs_reference and reference is None:
+                raise ValueError(
+                    f"multi-step with the metric {self.multistep.get('metric', 'snr')!r} "
+                    "is an oracle: it needs the reference stems (speech_ref1 …); give "
+                    "them, or a schedule file for the deployable mode"
+                )
+            separate_fn = MultiStepSeparator(run, **self.multistep)
+            if reference is not None and self.multistep_needs_reference:
+                aligned = (reference.to(self.device, self.dtype),)
         if self.segment_size is None:
-            return run(mix)
-        fs = self.fs or 44100
-        chunk = int(round(self.segment_size * fs))
-        hop = int(round(self.hop_size * fs))
-        return apply_chunked(
-            run,
-            mix,
-            chunk_size=chunk,
-            hop_size=hop,
-            window=self.window,
-            progress=self.show_progressbar,
-        )
+            out = separate_fn(mix, *aligned)
+        else:
+            fs = self.fs or 44100
+            out = apply_chunked(
+                separate_fn,
+                mix,
+                chunk_size=int(round(self.segment_size * fs)),
+                hop_size=int(round(self.hop_size * fs)),
+                window=self.window,
+                aligned=aligned,
+                progress=self.show_progressbar,
+            )
+        if self.multistep is not None:
+            self.last_multistep_summary = separate_fn.summary()
+        return out
 
     @torch.no_grad()
     def __call__(
-        self, speech_mix: Union[torch.Tensor, np.ndarray], fs: Optional[int] = None
+        self,
+        speech_mix: Union[torch.Tensor, np.ndarray],
+        fs: Optional[int] = None,
+        speech_ref: Optional[Sequence[Union[torch.Tensor, np.ndarray]]] = None,
     ) -> List[np.ndarray]:
         """Separate ESPnet-layout mixtures.
 
         Args:
             speech_mix: [B, T] (mono) or [B, T, C] mixtures.
             fs: their sampling rate (checked against the model's).
+            speech_ref: the N reference stems, each like ``speech_mix`` (only for
+                oracle multi-step inference).
 
         Returns:
             ``num_spk`` arrays of shape [B, T] or [B, T, C], like the input.
@@ -209,7 +252,13 @@ class MusicSeparator:
             raise ValueError(f"speech_mix must be [B, T] or [B, T, C], got {tuple(mix.shape)}")
         self._check_input(mix, fs)
         x = mix.unsqueeze(1) if mix.dim() == 2 else mix.transpose(1, 2)  # [B, C, T]
-        est = self.separate_tensor(x).float().cpu()  # [B, N, C, T]
+        ref = None
+        if speech_ref is not None:
+            refs = [torch.as_tensor(r) for r in speech_ref]
+            ref = torch.stack(
+                [r.unsqueeze(1) if r.dim() == 2 else r.transpose(1, 2) for r in refs], 1
+            )  # [B, N, C, T]
+        est = self.separate_tensor(x, ref).float().cpu()  # [B, N, C, T]
         outs = []
         for n in range(est.shape[1]):
             e = est[:, n]
@@ -281,6 +330,13 @@ def inference(
     normalize_output_wav: bool,
     enh_s2t_task: bool,
     window: str = "hann",
+    multistep_enable: bool = False,
+    multistep_steps: Optional[int] = None,
+    multistep_candidates: Optional[int] = None,
+    multistep_grid: str = "uniform",
+    multistep_metric: str = "snr",
+    multistep_schedule: Optional[str] = None,
+    multistep_candidate_batch: Optional[int] = None,
 ):
     logging.basicConfig(
         level=log_level,
@@ -308,6 +364,17 @@ def inference(
         )
     set_all_random_seed(seed)
     device = "cuda" if ngpu >= 1 else "cpu"
+    multistep = None
+    if multistep_enable:
+        multistep = dict(
+            grid=multistep_grid,
+            metric=multistep_metric,
+            candidate_batch=multistep_candidate_batch,
+        )
+        if multistep_schedule is not None:
+            multistep["schedule"] = multistep_schedule
+        else:
+            multistep.update(steps=multistep_steps, candidates=multistep_candidates)
     separator = MusicSeparator(
         train_config,
         model_file,
@@ -318,7 +385,22 @@ def inference(
         window=window,
         show_progressbar=show_progressbar,
         normalize_output_wav=normalize_output_wav,
+        multistep=multistep,
     )
+    if separator.multistep_needs_reference:
+        given = {name for _, name, _ in data_path_and_name_and_type}
+        missing = [
+            f"speech_ref{n}"
+            for n in range(1, separator.num_spk + 1)
+            if f"speech_ref{n}" not in given
+        ]
+        if missing:
+            raise ValueError(
+                f"--multistep_metric {multistep_metric} is an oracle metric: give the "
+                "references with --data_path_and_name_and_type data/<set>/spk<n>.scp,"
+                f"speech_ref<n>,sound (missing {missing}) and "
+                "--allow_variable_data_keys true, or use --multistep_schedule"
+            )
     loader = EnhancementTask.build_streaming_iterator(
         data_path_and_name_and_type,
         dtype=dtype,
@@ -336,9 +418,15 @@ def inference(
     scp_lines: Dict[int, List[str]] = {n: [] for n in range(separator.num_spk)}
     import tqdm
 
+    summaries = {}
     for keys, batch in tqdm.tqdm(loader, desc="separating", unit="utt"):
         mix = batch["speech_mix"]
-        waves = separator(mix, fs=rate)
+        refs = None
+        if separator.multistep_needs_reference:
+            refs = [batch[f"speech_ref{n}"] for n in range(1, separator.num_spk + 1)]
+        waves = separator(mix, fs=rate, speech_ref=refs)
+        if separator.last_multistep_summary is not None:
+            summaries[keys[0]] = separator.last_multistep_summary
         for n, w in enumerate(waves):
             path = out / "wavs" / str(n + 1) / f"{keys[0]}.{output_format}"
             _write_atomic_wav(path, w[0], rate, output_format)
@@ -347,6 +435,23 @@ def inference(
         tmp = out / f".spk{n + 1}.scp.partial"
         tmp.write_text("".join(lines))
         os.replace(tmp, out / f"spk{n + 1}.scp")
+    if summaries:
+        import json
+
+        tmp = out / ".multistep_summary.json.partial"
+        tmp.write_text(json.dumps(summaries, indent=1, default=_to_json))
+        os.replace(tmp, out / "multistep_summary.json")
+        label = next(iter(summaries.values())).get("label")
+        logging.info(f"multi-step inference: {label}")
+
+
+def _to_json(value):
+    """JSON for tensors and numpy values in multi-step summaries."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def get_parser():
@@ -361,6 +466,46 @@ def get_parser():
         default="hann",
         choices=["hann", "triangular", "rectangular"],
         help="Cross-fade window of the fixed-order overlap-add (with --segment_size)",
+    )
+    from espnet2.utils.types import int_or_none, str2bool, str_or_none
+
+    group = parser.add_argument_group("espnet2_ext multi-step inference (seeds/000)")
+    group.add_argument(
+        "--multistep_enable",
+        type=str2bool,
+        default=False,
+        help="Refine every chunk with training-free multi-step inference",
+    )
+    group.add_argument(
+        "--multistep_steps", type=int_or_none, default=None, help="T (default 20)"
+    )
+    group.add_argument(
+        "--multistep_candidates",
+        type=int_or_none,
+        default=None,
+        help="K blending ratios per step (default 10)",
+    )
+    group.add_argument(
+        "--multistep_grid", type=str, default="uniform", choices=["uniform", "narrowing"]
+    )
+    group.add_argument(
+        "--multistep_metric",
+        type=str,
+        default="snr",
+        help="Metric to maximise: snr and si_sdr are oracle metrics (they need "
+        "speech_ref<n> data); a registered non-intrusive metric runs blind",
+    )
+    group.add_argument(
+        "--multistep_schedule",
+        type=str_or_none,
+        default=None,
+        help="Ratio schedule chosen on a validation set (deployable mode)",
+    )
+    group.add_argument(
+        "--multistep_candidate_batch",
+        type=int_or_none,
+        default=None,
+        help="Candidates per forward call (None: all K at once; 1: one by one)",
     )
     return parser
 
