@@ -1,0 +1,15 @@
+"""Diffusion source priors and unsupervised separation with them (seeds/001).
+
+* :mod:`~espnet2_ext.diffusion.schedule` — DDPM (VP) schedule, respaced reverse process;
+* :mod:`~espnet2_ext.diffusion.tf_unet` — the time-frequency attention U-Net (the prior
+  network), behind :mod:`~espnet2_ext.diffusion.abs_prior_network`;
+* :mod:`~espnet2_ext.diffusion.prior_model` — the ESPnet model (DDPM loss, EMA weights
+  from :mod:`~espnet2_ext.diffusion.ema`) and the frozen denoiser used for sampling;
+* :mod:`~espnet2_ext.diffusion.preprocessor` — crops, levels and labels of training audio;
+* :mod:`~espnet2_ext.diffusion.task` — the ESPnet task that trains priors, and loaders
+  of trained priors / samplers from their files;
+* :mod:`~espnet2_ext.diffusion.sampler` — the separation sampler and its baselines;
+* :mod:`~espnet2_ext.diffusion.evaluation` — SI-SNR with permutation search.
+
+Importing this package imports nothing heavy; import the modules you need.
+"""
