@@ -24,6 +24,8 @@ install_requires = [
     "matplotlib>=3.7",
     "tensorboard>=2.10",
     "huggingface-hub>=0.20",
+    "packaging>=21",
+    "torchaudio>=2.1",
 ]
 
 setup(
@@ -44,6 +46,8 @@ setup(
         "bench": ["bs-roformer", "demucs"],
     },
     entry_points={
-        "console_scripts": [],
+        "console_scripts": [
+            "espnet2-ext-separate = espnet2_ext.bin.separate:main",
+        ],
     },
 )

@@ -171,6 +171,15 @@ class MusicSeparator:
                 f"{self.fs} Hz; resample the input first (e.g. sox in.wav -r {self.fs} "
                 "out.wav)"
             )
+        n_fft = getattr(self.model.encoder, "n_fft", None)
+        if n_fft is not None and mix.shape[1] <= n_fft // 2:
+            # ESPnet's STFT pads by n_fft // 2 on each side (reflection), which needs
+            # more samples than that; torch would fail with a bare padding error.
+            raise ValueError(
+                f"the input has {mix.shape[1]} samples, too short for the model's STFT "
+                f"(n_fft {n_fft}): give at least {n_fft // 2 + 1} samples "
+                f"({(n_fft // 2 + 1) / (self.fs or 44100) * 1000:.0f} ms)"
+            )
         expected = self.num_channels
         got = 1 if mix.dim() == 2 else mix.shape[-1]
         if expected is not None and got != expected:

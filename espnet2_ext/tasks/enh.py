@@ -36,6 +36,14 @@ class EnhancementTask(espnet_enh.EnhancementTask):
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
         super().add_task_arguments(parser)
+        parser.add_argument(
+            "--stems",
+            type=str,
+            nargs="+",
+            default=None,
+            help="Names of the separated sources in output order (spk1, spk2, …), "
+            "e.g. vocals bass drums other; carried into config.yaml and packs",
+        )
         # ESPnet's defaults plus our own option, so --print_config shows it
         parser.set_defaults(
             model_conf={

@@ -234,3 +234,13 @@ def test_multistep_options_of_the_inference_entry_point(trained):
     assert set(summary) == {f"utt{u}" for u in range(4)}
     assert all("oracle" in s["label"] for s in summary.values())
     assert (out / "spk2.scp").exists()
+
+
+def test_a_clip_shorter_than_one_stft_frame_is_a_clear_error(trained):
+    _, _, exp = trained
+    api = MusicSeparator(exp / "config.yaml", exp / "valid.loss.best.pth")
+    with pytest.raises(ValueError, match="too short for the model's STFT"):
+        api(torch.zeros(1, 1000, 2), fs=FS)
+    # one sample more than n_fft // 2 separates
+    out = api(torch.zeros(1, 1025, 2), fs=FS)
+    assert out[0].shape == (1, 1025, 2)

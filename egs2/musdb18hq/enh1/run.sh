@@ -25,7 +25,7 @@ done
 if [ "$demo" = true ]; then
   # Small generated data, tiny model, short schedule: the whole recipe in minutes on a CPU.
   set -- --local_data_opts "--demo true" --train_config conf/train_enh_demo.yaml \
-    --nj 2 --segment_size 6 --hop_size 3 --tag demo
+    --nj 2 --segment_size 6 --hop_size 3 --tag demo --test_sets test
 else
   set -- --local_data_opts "--musdb_root ${MUSDB18HQ}" \
     --train_config "conf/tuning/train_enh_bs_locoformer_${size}.yaml"
