@@ -58,7 +58,9 @@ class RMSGroupNorm(nn.Module):
         """[..., D] → [..., D]."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             groups = rearrange(x.float(), "... (g c) -> ... g c", g=self.num_groups)
-            rms = groups.square().mean(dim=-1, keepdim=True).sqrt()
+            # root mean square as a norm: one pass over the features
+            rms = torch.linalg.vector_norm(groups, dim=-1, keepdim=True)
+            rms = rms * groups.shape[-1] ** -0.5
             y = rearrange(groups / (rms + self.eps), "... g c -> ... (g c)")
             y = y * self.gamma.float()
         return y.to(x.dtype)
@@ -105,21 +107,34 @@ class SwiGLUConvFFN(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[..., L, D] → [..., L, D] (convolution along L)."""
-        outer = x.shape[:-2]
-        length = x.shape[-2]
-        x = rearrange(x, "... l d -> (...) d l")
+    def forward(self, x: torch.Tensor, dim: int = -2) -> torch.Tensor:
+        """[..., D] → [..., D]: convolution along axis ``dim`` (of length L); every
+        other axis but the last (features) indexes independent sequences."""
+        x = x.movedim(dim, -1)  # [..., D, L]
+        outer, (emb_dim, length) = x.shape[:-2], x.shape[-2:]
+        x = x.reshape(-1, emb_dim, length)
         offset = self.kernel_size - self.stride
         # smallest padded length >= length + 2 * offset that the strides tile exactly
         n_steps = -(-(length + 2 * offset - self.kernel_size) // self.stride)
-        padded = n_steps * self.stride + self.kernel_size
-        x = F.pad(x, (offset, padded - length - offset))
-        value, gate = self.conv1d(x).chunk(2, dim=1)
+        right = n_steps * self.stride + self.kernel_size - length - offset
+        conv, deconv = self.conv1d, self.deconv1d
+        if right == offset:
+            # symmetric (always so with stride 1): the convolutions pad and crop
+            # themselves, and the transposed one computes only the kept outputs
+            x = F.conv1d(x, conv.weight, conv.bias, self.stride, padding=offset)
+        else:
+            x = F.conv1d(F.pad(x, (offset, right)), conv.weight, conv.bias, self.stride)
+        value, gate = x.chunk(2, dim=1)
         x = self.dropout(value * F.silu(gate))
-        x = self.deconv1d(x)[..., offset : offset + length]
-        x = self.dropout(x).transpose(-1, -2)  # [(...), L, D]
-        return x.reshape(*outer, length, x.shape[-1])
+        if right == offset:
+            x = F.conv_transpose1d(
+                x, deconv.weight, deconv.bias, self.stride, padding=offset
+            )
+        else:
+            x = F.conv_transpose1d(x, deconv.weight, deconv.bias, self.stride)
+            x = x[..., offset : offset + length]
+        x = self.dropout(x)  # [(...), D, L]
+        return x.reshape(*outer, emb_dim, length).movedim(-1, dim)
 
 
 def apply_rope(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
@@ -191,8 +206,12 @@ class MultiHeadSelfAttention(nn.Module):
         self.out_proj = nn.Linear(attention_dim, emb_dim, bias=False)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[S, L, D] → [S, L, D] (attention along L, S independent sequences)."""
+    def forward(self, x: torch.Tensor, dim: int = -2) -> torch.Tensor:
+        """[..., D] → [..., D]: attention along axis ``dim`` (of length L); every other
+        axis but the last (features) indexes independent sequences."""
+        x = x.movedim(dim, -2)
+        outer = x.shape[:-2]
+        x = x.reshape(-1, *x.shape[-2:])  # [S, L, D]; a copy only when dim is not -2
         q, k, v = rearrange(
             self.qkv(x), "s l (three h e) -> three s h l e", three=3, h=self.n_heads
         )
@@ -201,14 +220,15 @@ class MultiHeadSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.attention_dropout if self.training else 0.0
         )
-        y = rearrange(y, "s h l e -> s l (h e)")
-        return self.dropout(self.out_proj(y))
+        y = self.dropout(self.out_proj(rearrange(y, "s h l e -> s l (h e)")))
+        return y.reshape(*outer, *y.shape[-2:]).movedim(-2, dim)
 
 
 class LocoformerPath(nn.Module):
-    """One macaron Locoformer layer along one axis of a [B, S, L, D] grid.
+    """One macaron Locoformer layer along one axis of a [..., D] grid.
 
-    ``x += FFN1(norm(x)); x += MHSA(norm(x)); x += FFN2(norm(x))``, mixing along L.
+    ``x += FFN1(norm(x)); x += MHSA(norm(x)); x += FFN2(norm(x))``, mixing along one
+    axis (L) and independent along the others.
 
     The two FFN residuals carry **no ½ factor** (Conformer / Macaron-Net scale each FFN
     by ½). This is the authors' choice in TF-Locoformer, kept so that their trained
@@ -253,13 +273,15 @@ class LocoformerPath(nn.Module):
         self.ffn2_norm = RMSGroupNorm(norm_groups, emb_dim, eps=eps)
         self.ffn2 = SwiGLUConvFFN(**ffn_kwargs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, S, L, D] → [B, S, L, D]."""
-        b = x.shape[0]
-        x = x + self.ffn1(self.ffn1_norm(x))
-        h = rearrange(self.attn_norm(x), "b s l d -> (b s) l d")
-        x = x + rearrange(self.attn(h), "(b s) l d -> b s l d", b=b)
-        x = x + self.ffn2(self.ffn2_norm(x))
+    def forward(self, x: torch.Tensor, dim: int = -2) -> torch.Tensor:
+        """[..., D] → [..., D], mixing along axis ``dim`` ([B, S, L, D] by default).
+
+        The grid keeps its layout: each sub-layer gathers its sequences itself, so the
+        residual stream is never transposed.
+        """
+        x = x + self.ffn1(self.ffn1_norm(x), dim)
+        x = x + self.attn(self.attn_norm(x), dim)
+        x = x + self.ffn2(self.ffn2_norm(x), dim)
         return x
 
 
@@ -316,10 +338,8 @@ class TFLocoformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, K, D] → [B, T, K, D]."""
-        x = self.freq_path(x)  # sequences over bands, one per frame
-        x = rearrange(x, "b t k d -> b k t d")
-        x = self.time_path(x)  # sequences over frames, one per band
-        return rearrange(x, "b k t d -> b t k d")
+        x = self.freq_path(x, dim=2)  # sequences over bands, one per frame
+        return self.time_path(x, dim=1)  # sequences over frames, one per band
 
 
 class BSLocoformer(nn.Module):
@@ -372,11 +392,15 @@ class BSLocoformer(nn.Module):
         self.decoder = BandMaskDecoder(self.bands, num_spk, num_channels, emb_dim)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        """Complex spectrum [B, M, T, F] → complex64 masks [B, N, M, T, F]."""
-        x = rearrange(self.encoder(spec), "b d t k -> b t k d")
+        """Complex spectrum [B, M, T, F] → complex64 masks [B, N, M, T, F].
+
+        The masks are a view of a tensor stored as [N, B, T, M, F]
+        (:class:`~espnet2_ext.enh.layers.band_split.BandMaskDecoder`).
+        """
+        x = self.encoder(spec)  # [B, T, K, D]
         for block in self.blocks:
             x = block(x)
-        return self.decoder(rearrange(x, "b t k d -> b d t k"))
+        return self.decoder(x)
 
     def parameter_counts(self) -> Dict[str, int]:
         """Number of parameters: ``encoder``, ``blocks``, ``decoder`` and ``total``."""

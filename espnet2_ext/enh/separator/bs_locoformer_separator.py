@@ -229,7 +229,8 @@ class BSLocoformerSeparator(AbsSeparator):
             Real float32 scale [B, M, 1, 1], at least ``sqrt(SCALE_POWER_FLOOR)``.
         """
         with torch.autocast(device_type=spec.device.type, enabled=False):
-            power = spec.abs().float().square().clamp(min=SCALE_POWER_FLOOR)
+            ri = torch.view_as_real(spec).float()
+            power = ri.square().sum(dim=-1).clamp(min=SCALE_POWER_FLOOR)
             n_frames = spec.shape[2]
             if ilens is None:
                 valid = torch.ones(spec.shape[0], n_frames, device=spec.device)
@@ -261,13 +262,12 @@ class BSLocoformerSeparator(AbsSeparator):
             others: ``mask_spk1`` … ``mask_spkN``: complex masks shaped like ``input``.
         """
         self._check_input(input)
-        mono = input.dim() == 3
-        if mono:
-            spec = rearrange(input, "b t f -> b 1 t f")
-        else:
-            spec = rearrange(input, "b t m f -> b m t f")
+        # one layout throughout, ESPnet's [B, T, M, F]: the network reads it through a
+        # [B, M, T, F] view and returns masks stored as [N, B, T, M, F]
+        spec = input if input.dim() == 4 else rearrange(input, "b t f -> b t 1 f")
         if spec.dtype == torch.complex32:  # half-precision STFT: compute in complex64
             spec = spec.to(torch.complex64)
+        spec = rearrange(spec, "b t m f -> b m t f")
 
         if self.input_scaling:
             # masks are scale-free: the estimates are masks × the *unscaled* mixture,
@@ -275,16 +275,17 @@ class BSLocoformerSeparator(AbsSeparator):
             features = spec / self._rms_scale(spec, ilens)
         else:
             features = spec
-        masks = self.model(features).to(spec.dtype)  # [B, N, M, T, F]
-        estimates = masks * spec.unsqueeze(1)
+        masks = rearrange(self.model(features), "b n m t f -> n b t m f")
+        masks = masks.to(spec.dtype)
+        estimates = masks * rearrange(spec, "b m t f -> 1 b t m f")
 
-        pattern = "b n 1 t f -> n b t f" if mono else "b n m t f -> n b t m f"
-        estimates = rearrange(estimates, pattern).to(input.dtype)
-        masks = rearrange(masks, pattern).to(input.dtype)
+        if input.dim() == 3:
+            masks, estimates = masks.squeeze(3), estimates.squeeze(3)
         others = OrderedDict(
-            (f"mask_spk{i + 1}", mask) for i, mask in enumerate(masks.unbind(0))
+            (f"mask_spk{i + 1}", mask.to(input.dtype))
+            for i, mask in enumerate(masks.unbind(0))
         )
-        return list(estimates.unbind(0)), ilens, others
+        return [est.to(input.dtype) for est in estimates.unbind(0)], ilens, others
 
 
 def bs_locoformer_parameter_counts(

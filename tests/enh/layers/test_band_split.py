@@ -1,19 +1,67 @@
-"""Band table, band features and the band-wise encoder / mask decoder."""
+"""Band table, band runs and the band-wise encoder / mask decoder.
+
+The encoder and decoder compute bands of equal width together; ``reference_encoder``
+and ``reference_decoder`` below are the plain per-band computation (one GroupNorm and
+1×1 convolutions per band, as in the authors' code) that they must reproduce.
+"""
 
 import pytest
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 
 from espnet2_ext.enh.layers.band_split import (
     DEFAULT_BANDS,
+    BandGroup,
     BandMaskDecoder,
     BandSplitEncoder,
-    band_features,
-    glu_output_to_mask,
+    band_groups,
     scale_bands,
     validate_bands,
 )
 
 torch.set_num_threads(1)
+
+
+def reference_encoder(enc: BandSplitEncoder, spec: torch.Tensor) -> torch.Tensor:
+    """Band by band: features (f ri m), GroupNorm(1), 1×1 conv. [B, M, T, F] →
+    [B, T, K, D]."""
+    feats = torch.view_as_real(spec)  # [B, M, T, F, ri]
+    out = []
+    for band, encoder in zip(torch.split(feats, list(enc.bands), dim=3), enc.encoders):
+        x = rearrange(band, "b m t f ri -> b (f ri m) t")
+        x = F.group_norm(x, 1, encoder.norm.weight, encoder.norm.bias, eps=1e-5)
+        out.append(F.conv1d(x, encoder.proj.weight, encoder.proj.bias))  # [B, D, T]
+    return rearrange(torch.stack(out, dim=-1), "b d t k -> b t k d")
+
+
+def reference_decoder(dec: BandMaskDecoder, x: torch.Tensor) -> torch.Tensor:
+    """Band by band: GroupNorm(1), conv, conv, tanh, conv, GLU, rows (ri n m f).
+    [B, T, K, D] → complex [B, N, M, T, F]."""
+    masks = []
+    for k, head in enumerate(dec.heads):
+        h = rearrange(x[:, :, k], "b t d -> b d t")
+        h = F.group_norm(h, 1, head.norm.weight, head.norm.bias, eps=1e-5)
+        h = F.conv1d(h, head.fc1.weight, head.fc1.bias)
+        h = torch.tanh(F.conv1d(h, head.fc2.weight, head.fc2.bias))
+        h = F.glu(F.conv1d(h, head.out.weight, head.out.bias), dim=1)
+        h = rearrange(
+            h,
+            "b (ri n m f) t -> b n m t f ri",
+            ri=2,
+            n=dec.num_spk,
+            m=dec.num_channels,
+        )
+        masks.append(torch.view_as_complex(h.contiguous()))
+    return torch.cat(masks, dim=-1)
+
+
+def _randomise(module: torch.nn.Module, seed: int = 0) -> None:
+    """Random values for every parameter (GroupNorm affines included)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=g))
 
 
 def test_default_table_is_the_62_band_table():
@@ -68,30 +116,127 @@ def test_scale_bands_covers_every_bin_of_other_stfts(n_fft, sample_rate):
     assert len(bands) <= 62
 
 
-def test_band_features_order_is_bin_then_real_imag_then_channel():
-    spec = torch.randn(2, 2, 3, 7, dtype=torch.complex64)  # [B, M, T, F]
-    bands = (3, 4)
-    feats = band_features(spec, bands)
-    assert [tuple(x.shape) for x in feats] == [(2, 3 * 2 * 2, 3), (2, 4 * 2 * 2, 3)]
-    start = 3
+def test_band_groups_are_runs_of_equal_width_of_at_most_eight_bands():
+    groups = band_groups(DEFAULT_BANDS)
+    assert [(g.num_bands, g.width) for g in groups] == [
+        (8, 2), (8, 2), (8, 2), (8, 4), (4, 4), (8, 12), (8, 24), (8, 48),
+        (1, 128), (1, 129),
+    ]  # fmt: skip
+    # without the cap: the 7 runs of the table
+    uncapped = band_groups(DEFAULT_BANDS, max_bands=len(DEFAULT_BANDS))
+    assert [(g.num_bands, g.width) for g in uncapped] == [
+        (24, 2), (12, 4), (8, 12), (8, 24), (8, 48), (1, 128), (1, 129),
+    ]  # fmt: skip
+    # runs tile the bands and the bins in order
+    for gs in (groups, uncapped):
+        assert [k for g in gs for k in range(62)[g.bands]] == list(range(62))
+        assert [f for g in gs for f in range(1025)[g.bins]] == list(range(1025))
+    # equal widths that are not adjacent stay separate runs
+    assert band_groups((2, 2, 3, 2)) == (
+        BandGroup(0, 2, 2, 0),
+        BandGroup(2, 1, 3, 4),
+        BandGroup(3, 1, 2, 7),
+    )
+    with pytest.raises(ValueError, match="max_bands"):
+        band_groups((2, 2), max_bands=0)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("bands", [DEFAULT_BANDS, (3, 3, 1, 5, 5, 5, 2)])
+def test_encoder_matches_the_per_band_reference(bands, channels):
+    torch.manual_seed(0)
+    enc = BandSplitEncoder(bands, channels, 6)
+    _randomise(enc)
+    spec = torch.randn(2, channels, 5, sum(bands), dtype=torch.complex64)
+    out = enc(spec)
+    assert out.shape == (2, 5, len(bands), 6)
+    torch.testing.assert_close(out, reference_encoder(enc, spec), rtol=1e-4, atol=1e-5)
+
+
+def test_encoder_gradients_match_the_per_band_reference():
+    enc = BandSplitEncoder(DEFAULT_BANDS, 2, 4)
+    _randomise(enc, seed=1)
+    spec = torch.randn(2, 2, 4, 1025, dtype=torch.complex64)
+    target = torch.randn(2, 4, 62, 4)
+    grads = []
+    for fn in (enc, lambda s: reference_encoder(enc, s)):
+        enc.zero_grad()
+        (fn(spec) * target).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in enc.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-5)
+
+
+def test_encoder_feature_order_is_bin_then_real_imag_then_channel():
+    # a 1×1 conv that copies input row r to embedding r: each embedding channel is then
+    # an affine function (the band's normalisation) of exactly one spectrum component
+    bands, channels = (3, 4), 2
+    enc = BandSplitEncoder(bands, channels, 16)
+    with torch.no_grad():
+        enc.encoders[1].proj.weight.copy_(torch.eye(16)[:, :, None])
+        enc.encoders[1].proj.bias.zero_()
+    spec = torch.randn(2, channels, 9, 7, dtype=torch.complex64)
+    out = enc(spec)[:, :, 1]  # second band: bins 3..6, [B, T, 16]
     for f in range(4):
         for ri, part in enumerate((spec.real, spec.imag)):
-            for m in range(2):
-                row = f * 4 + ri * 2 + m
-                expected = part[:, m, :, start + f]
-                torch.testing.assert_close(feats[1][:, row, :], expected)
+            for m in range(channels):
+                row = (f * 2 + ri) * channels + m
+                pair = torch.stack(
+                    [out[..., row].flatten(), part[:, m, :, 3 + f].flatten()]
+                )
+                assert torch.corrcoef(pair)[0, 1] > 0.999, (f, ri, m)
 
 
-def test_glu_output_to_mask_order_is_real_imag_then_source_channel_bin():
-    n, m, w, t = 3, 2, 4, 5
-    out = torch.randn(2, 2 * n * m * w, t)
-    mask = glu_output_to_mask(out, n, m)
-    assert mask.shape == (2, n, m, t, w) and mask.dtype == torch.complex64
-    for ni, mi, fi in [(0, 0, 0), (2, 1, 3), (1, 0, 2)]:
-        re_row = ((0 * n + ni) * m + mi) * w + fi
-        im_row = ((1 * n + ni) * m + mi) * w + fi
-        torch.testing.assert_close(mask[:, ni, mi, :, fi].real, out[:, re_row])
-        torch.testing.assert_close(mask[:, ni, mi, :, fi].imag, out[:, im_row])
+@pytest.mark.parametrize("num_spk, channels", [(1, 1), (3, 2), (4, 2)])
+@pytest.mark.parametrize("bands", [DEFAULT_BANDS, (3, 3, 1, 5, 5, 5, 2)])
+def test_decoder_matches_the_per_band_reference(bands, num_spk, channels):
+    torch.manual_seed(0)
+    dec = BandMaskDecoder(bands, num_spk, channels, 4)
+    _randomise(dec)
+    x = torch.randn(2, 5, len(bands), 4)
+    masks = dec(x)
+    assert masks.shape == (2, num_spk, channels, 5, sum(bands))
+    assert masks.dtype == torch.complex64
+    # stored source-first, [N, B, T, M, F]: the separator's output layout
+    assert rearrange(masks, "b n m t f -> n b t m f").is_contiguous()
+    torch.testing.assert_close(masks, reference_decoder(dec, x), rtol=1e-4, atol=1e-5)
+
+
+def test_decoder_gradients_match_the_per_band_reference():
+    dec = BandMaskDecoder(DEFAULT_BANDS, 2, 2, 4)
+    _randomise(dec, seed=2)
+    x = torch.randn(2, 3, 62, 4, requires_grad=True)
+    target = torch.randn(2, 2, 2, 3, 1025, dtype=torch.complex64)
+    grads = []
+    for fn in (dec, lambda h: reference_decoder(dec, h)):
+        dec.zero_grad()
+        x.grad = None
+        (fn(x) * target).real.sum().backward()
+        grads.append({"x": x.grad.clone()})
+        grads[-1].update({n: p.grad.clone() for n, p in dec.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-5)
+
+
+def test_decoder_rows_are_value_gate_then_real_imag_source_channel_bin():
+    # planted biases with zero weights: the mask is value_bias · sigmoid(gate_bias), so
+    # every mask entry names the output row it came from (the rows head selection cuts)
+    n, m, w = 3, 2, 4
+    dec = BandMaskDecoder((w,), n, m, 4)
+    rows = 2 * n * m * w
+    with torch.no_grad():
+        dec.heads[0].out.weight.zero_()
+        dec.heads[0].out.bias[:rows] = torch.arange(rows, dtype=torch.float32)
+        dec.heads[0].out.bias[rows:] = 30.0  # gates open
+    mask = dec(torch.randn(1, 2, 1, 4))[0]  # [N, M, T, F]
+    for ni in range(n):
+        for mi in range(m):
+            for fi in range(w):
+                real_row = ((0 * n + ni) * m + mi) * w + fi
+                imag_row = ((1 * n + ni) * m + mi) * w + fi
+                value = mask[ni, mi, :, fi]
+                assert torch.allclose(value.real, torch.tensor(float(real_row)))
+                assert torch.allclose(value.imag, torch.tensor(float(imag_row)))
 
 
 def test_encoder_and_decoder_shapes_and_layer_types():
@@ -100,7 +245,7 @@ def test_encoder_and_decoder_shapes_and_layer_types():
     dec = BandMaskDecoder(bands, n_spk, n_ch, d)
     spec = torch.randn(2, n_ch, 6, 10, dtype=torch.complex64)
     emb = enc(spec)
-    assert emb.shape == (2, d, 6, 3)
+    assert emb.shape == (2, 6, 3, d)  # [B, T, K, D]
     mask = dec(emb)
     assert mask.shape == (2, n_spk, n_ch, 6, 10) and mask.dtype == torch.complex64
     # layer sizes: GroupNorm(1, 2·M·w) → Conv(2·M·w → D); decoder 4D hidden,
@@ -127,7 +272,7 @@ def test_decoder_masks_are_unbounded():
     with torch.no_grad():
         dec.heads[0].out.weight.mul_(100.0)
         dec.heads[0].out.bias.fill_(10.0)
-    mask = dec(torch.randn(1, 4, 3, 1))
+    mask = dec(torch.randn(1, 3, 1, 4))
     assert mask.abs().max() > 2.0
 
 

@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 
 from espnet2_ext.enh.layers.tf_locoformer import (
     LocoformerPath,
@@ -80,6 +82,51 @@ def test_conv_ffn_keeps_the_sequence_length(length, kernel, stride):
     ffn = SwiGLUConvFFN(6, 5, kernel_size=kernel, stride=stride)
     x = torch.randn(2, 3, length, 6)
     assert ffn(x).shape == x.shape
+
+
+def reference_ffn(ffn: SwiGLUConvFFN, x: torch.Tensor) -> torch.Tensor:
+    """The authors' padding and cropping, spelled out: [S, L, D] → [S, L, D]."""
+    length, kernel, stride = x.shape[1], ffn.kernel_size, ffn.stride
+    offset = kernel - stride
+    n_steps = -(-(length + 2 * offset - kernel) // stride)
+    padded = n_steps * stride + kernel
+    h = F.pad(rearrange(x, "s l d -> s d l"), (offset, padded - length - offset))
+    value, gate = F.conv1d(h, ffn.conv1d.weight, ffn.conv1d.bias, stride).chunk(2, 1)
+    y = F.conv_transpose1d(
+        value * F.silu(gate), ffn.deconv1d.weight, ffn.deconv1d.bias, stride
+    )
+    return rearrange(y[..., offset : offset + length], "s d l -> s l d")
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 20])
+@pytest.mark.parametrize("kernel, stride", [(8, 1), (3, 1), (4, 2), (4, 4), (5, 3)])
+def test_conv_ffn_matches_the_reference_along_either_axis(length, kernel, stride):
+    torch.manual_seed(0)
+    ffn = SwiGLUConvFFN(6, 5, kernel_size=kernel, stride=stride)
+    x = torch.randn(2, 3, length, 6)  # [B, S, L, D]
+    expected = reference_ffn(ffn, x.reshape(6, length, 6)).reshape(2, 3, length, 6)
+    torch.testing.assert_close(ffn(x), expected, rtol=1e-5, atol=1e-6)
+    # along axis 1 of the transposed grid: the same sequences
+    got = ffn(x.transpose(1, 2).contiguous(), dim=1).transpose(1, 2)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_along_an_inner_axis_matches_the_transposed_grid():
+    torch.manual_seed(0)
+    attn = MultiHeadSelfAttention(8, 2, rope=True).eval()
+    x = torch.randn(2, 7, 3, 8)  # [B, L, S, D]: sequences along axis 1
+    expected = attn(x.transpose(1, 2).reshape(6, 7, 8)).reshape(2, 3, 7, 8)
+    torch.testing.assert_close(
+        attn(x, dim=1), expected.transpose(1, 2), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_path_along_an_inner_axis_matches_the_transposed_grid():
+    torch.manual_seed(0)
+    path = LocoformerPath(**TINY).eval()
+    x = torch.randn(2, 6, 3, 8)  # sequences along axis 1
+    expected = path(x.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(path(x, dim=1), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_conv_ffn_layers_and_gating():
@@ -190,10 +237,12 @@ def test_block_mixes_bands_then_frames_and_keeps_the_shape():
     block = TFLocoformerBlock(**TINY).eval()
     x = torch.randn(1, 6, 5, 8, requires_grad=True)  # [B, T, K, D]
     y = block(x)
-    assert y.shape == x.shape
-    # frequency path (sequences over K) first, then time path (sequences over T)
+    assert y.shape == x.shape and y.is_contiguous()
+    # frequency path (sequences over K) first, then time path (sequences over T), each
+    # on its sequences as the last-but-one axis
     h = block.freq_path(x).transpose(1, 2)
-    torch.testing.assert_close(y, block.time_path(h).transpose(1, 2))
+    expected = block.time_path(h.contiguous()).transpose(1, 2)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-6)
     y[0, 0, 0].sum().backward()
     # one block reaches another frame *and* another band (freq path, then time path)
     assert x.grad[0, 4, 3].abs().sum() > 0
