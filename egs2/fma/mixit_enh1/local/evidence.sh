@@ -89,7 +89,8 @@ run_musdb() {  # tag config [pretrained]
     --train_config "$config" --tag "$tag")
   [ -z "$pretrained" ] || opts+=(--pretrained "$pretrained")
   mkdir -p "$musdb/exp"
-  (cd "$musdb" && timed "$tag" ./run.sh "${opts[@]}") >"$musdb/exp/evidence_$tag.log" 2>&1
+  (cd "$musdb" && timed "$tag" ./run.sh "${opts[@]}") \
+    >"$musdb/exp/evidence_$tag.log" 2>&1
 }
 log "3. fine-tuning, from scratch and frozen-separator runs in $musdb ($jobs at a time)"
 runs=(
@@ -121,38 +122,116 @@ fi
 # --------------------------------------------------------------------- 4. summary
 log "4. summary -> $work/RESULTS_evidence.md"
 python - "$work" <<'EOF'
+import csv
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 import yaml
 
 work = Path(sys.argv[1])
 musdb, fma = work / "musdb", work / "fma"
 stems = ["vocals", "bass", "drums", "other"]
-runs = [
-    ("ev_finetune", "MixIT pre-trained, heads selected, fine-tuned (all parameters)"),
-    ("ev_scratch", "from scratch, same budget"),
-    ("ev_frozen", "MixIT pre-trained, separator frozen (encoder/decoder trained)"),
-    ("ev_frozen_scratch", "random separator frozen (encoder/decoder trained)"),
-    ("ev_heads", "MixIT pre-trained, heads selected, no fine-tuning"),
-]
+runs = {
+    "ev_finetune": "MixIT pre-trained, fine-tuned (all parameters)",
+    "ev_scratch": "from scratch, same budget",
+    "ev_frozen": "MixIT pre-trained, separator frozen",
+    "ev_frozen_scratch": "random separator frozen",
+    "ev_heads": "MixIT pre-trained, heads selected, no fine-tuning",
+    "mixture": "the mixture as the estimate",
+}
 
 
 def fmt(x):
     return "n/a" if x is None else f"{x:.2f}"
 
 
-lines = []
-rows = {}
-mixture = None
-for tag, what in runs:
-    summary = json.loads(
-        (musdb / f"exp/enh_{tag}/separate_test/scoring/summary.json").read_text()
+def count(path):
+    return len(path.read_text().splitlines())
+
+
+def scoring(tag):
+    return musdb / f"exp/enh_{tag}/separate_test/scoring"
+
+
+def steps(conf):
+    return conf["max_epoch"] * conf["num_iters_per_epoch"]
+
+
+summaries = {
+    tag: json.loads((scoring(tag) / "summary.json").read_text())
+    for tag in runs
+    if tag != "mixture"
+}
+scores = {tag: s["systems"][tag] for tag, s in summaries.items()}
+scores["mixture"] = summaries["ev_finetune"]["systems"]["mixture"]
+n_songs = summaries["ev_finetune"]["num_scored"]
+
+lines = [
+    "| system | " + " | ".join(f"uSDR {s}" for s in stems) + " | uSDR avg | cSDR avg |",
+    "|---|" + "---|" * (len(stems) + 2),
+]
+for tag, what in runs.items():
+    u, c = scores[tag]["uSDR"], scores[tag]["cSDR"]
+    cells = [fmt(u[s]) for s in stems] + [fmt(u["average"]), fmt(c["average"])]
+    lines.append(f"| `{tag}`: {what} | " + " | ".join(cells) + " |")
+table = "\n".join(lines)
+lines = ["| system | " + " | ".join(stems) + " |", "|---|" + "---|" * len(stems)]
+for tag in runs:
+    c = scores[tag]["cSDR"]
+    lines.append(f"| `{tag}` | " + " | ".join(fmt(c[s]) for s in stems) + " |")
+csdr_table = "\n".join(lines)
+
+
+def per_pair(tag):
+    """uSDR per (song, stem) of a run, from its scores.csv."""
+    with open(scoring(tag) / "scores.csv", newline="") as f:
+        return {
+            (row["track"], row["stem"]): float(row["uSDR"])
+            for row in csv.DictReader(f)
+            if row["system"] == tag
+        }
+
+
+lines = [
+    "| difference | mean uSDR | (song, stem) pairs better | per song (mean over "
+    "stems) |",
+    "|---|---|---|---|",
+]
+for a, b in (("ev_finetune", "ev_scratch"), ("ev_frozen", "ev_frozen_scratch")):
+    x, y = per_pair(a), per_pair(b)
+    diff = np.array([x[k] - y[k] for k in sorted(x)])
+    tracks = sorted({k[0] for k in x})
+    song_diff = [np.mean([x[(t, s)] - y[(t, s)] for s in stems]) for t in tracks]
+    lines.append(
+        f"| `{a}` - `{b}` | {diff.mean():+.2f} | {int((diff > 0).sum())} of "
+        f"{diff.size} | " + ", ".join(f"{d:+.2f}" for d in song_diff) + " |"
     )
-    rows[tag] = (what, summary["systems"][tag], summary["num_scored"])
-    mixture = summary["systems"]["mixture"]
-n_songs = rows["ev_finetune"][2]
+paired_table = "\n".join(lines)
+
+# a reference point for the 12 outputs' own SNRs: the mixture with the best gain per
+# chunk (an oracle too), on the same 6 s chunks, channel 0, active stems only
+refs = musdb / "exp/enh_ev_finetune/separate_test/refs"
+chunk = 6 * 44100
+snr = {s: [] for s in stems}
+for song in sorted(refs.iterdir()):
+    mix = sf.read(song / "mixture.wav", dtype="float64")[0][:, 0]
+    audio = {t: sf.read(song / f"{t}.wav", dtype="float64")[0][:, 0] for t in stems}
+    total = sum(audio.values())
+    for stem in stems:
+        for start in range(0, len(mix) - chunk + 1, chunk):
+            part = slice(start, start + chunk)
+            x, s, t = mix[part], audio[stem][part], total[part]
+            energy = float(s @ s)
+            if energy == 0.0 or energy < 1e-6 * float(t @ t):
+                continue  # inactive: the rule of the votes
+            gain = float(x @ s) / float(x @ x)
+            err = float((s - gain * x) @ (s - gain * x))
+            snr[stem].append(10 * np.log10((energy + 1e-8) / (err + 1e-8)))
+scaled_mixture = {s: float(np.mean(v)) if v else None for s, v in snr.items()}
+num_scaled = len(snr["vocals"])
 
 mixit_conf = yaml.safe_load((fma / "conf/train_mixit_demo.yaml").read_text())
 ft_conf = yaml.safe_load((fma / "conf/finetune_enh_demo.yaml").read_text())
@@ -161,53 +240,46 @@ timings = dict(
     line.split("\t") for line in (work / "timings.tsv").read_text().splitlines()
 )
 
-
-def steps(conf):
-    return conf["max_epoch"] * conf["num_iters_per_epoch"]
-
-
-lines += [
-    "| system | metric | " + " | ".join(stems) + " | average |",
-    "|---|---|" + "---|" * (len(stems) + 1),
-]
-for tag, (what, scores, _) in [*rows.items(), ("mixture", ("mixture as the estimate", mixture, 0))]:
-    for metric in ("uSDR", "cSDR"):
-        values = [scores[metric][s] for s in stems] + [scores[metric]["average"]]
-        lines.append(
-            f"| {tag}: {what} | {metric} | " + " | ".join(fmt(v) for v in values) + " |"
-        )
-table = "\n".join(lines)
-
 test_key = next(iter(heads["eval_data"]))
-own = heads["eval_data"][test_key]
-vote = heads["vote_data"]
-own_lines = [
-    "| songs | chunks | SNR | " + " | ".join(stems) + " |",
+lines = [
+    "| songs | chunks | SNR of | " + " | ".join(stems) + " |",
     "|---|---|---|" + "---|" * len(stems),
 ]
-for name, data in (("valid (votes)", vote), ("test", own)):
+for name, data in (
+    ("valid", heads["vote_data"]),
+    ("test", heads["eval_data"][test_key]),
+):
     for key, label in (
-        ("best_assignment_snr_db", "best assignment of the 12 outputs (oracle per chunk)"),
+        (
+            "best_assignment_snr_db",
+            "the best of the 12 outputs (oracle match per chunk)",
+        ),
         ("selected_head_snr_db", "the 4 selected heads (fixed)"),
     ):
-        own_lines.append(
+        lines.append(
             f"| {name} | {data['num_chunks']} | {label} | "
             + " | ".join(fmt(data[key][s]) for s in stems)
             + " |"
         )
-own_table = "\n".join(own_lines)
+lines.append(
+    f"| test | {num_scaled} | the mixture, oracle gain per chunk | "
+    + " | ".join(fmt(scaled_mixture[s]) for s in stems)
+    + " |"
+)
+own_table = "\n".join(lines)
 votes = "\n".join(
     f"- {s}: output {heads['heads'][s]} (votes per output: {heads['votes'][s]})"
     for s in stems
 )
 notes = "\n".join(f"- {n}" for n in heads["notes"]) or "- none (no collision)"
 timing = "\n".join(f"| {k} | {int(v) / 60:.1f} |" for k, v in timings.items())
-
-def count(path):
-    return len(path.read_text().splitlines())
-
-
-fma_segments = {s: count(fma / f"data/fma/{s}/mix_segments.scp") for s in ("train", "valid")}
+parallel = [f"ev_{r}" for r in ("finetune", "scratch", "frozen", "frozen_scratch")]
+total = sum(int(v) for k, v in timings.items() if k not in parallel) + max(
+    int(timings[k]) for k in parallel
+)
+fma_segments = {
+    s: count(fma / f"data/fma/{s}/mix_segments.scp") for s in ("train", "valid")
+}
 fma_tracks = {
     s: len(set((fma / f"data/fma/{s}/utt2spk").read_text().split()[1::2]))
     for s in ("train", "valid")
@@ -216,8 +288,8 @@ songs = {s: count(musdb / f"data/{s}/wav.scp") for s in ("train", "valid", "test
 
 text = f"""# Evidence: MixIT pre-training at small scale (generated data, CPU)
 
-Produced by `egs2/fma/mixit_enh1/local/evidence.sh --work {work}`; everything below was
-measured by that run. Data: the embedded generated sets. FMA-like (MixIT): 40 MP3
+Produced by `egs2/fma/mixit_enh1/local/evidence.sh --work {work}`; every number below
+was measured by that run. Data: the embedded generated sets. FMA-like (MixIT): 40 MP3
 tracks of 30 s (8 planted for the filters), of which {fma_tracks['train']} train and
 {fma_tracks['valid']} valid tracks were kept, cut into {fma_segments['train']} and
 {fma_segments['valid']} segments of 10 s. MUSDB18-HQ-like: {songs['train']} train /
@@ -225,23 +297,36 @@ tracks of 30 s (8 planted for the filters), of which {fma_tracks['train']} train
 with another soundfont). Model: the demo BS-Locoformer (1 block, D = 16, C = 32,
 2 heads), stereo, 44.1 kHz.
 
-Budgets: MixIT pre-training {steps(mixit_conf)} steps of batch {mixit_conf['batch_size']}
-({mixit_conf['preprocessor_conf']['segment_seconds']} s mixtures of mixtures);
-every MUSDB run {steps(ft_conf)} steps of batch {ft_conf['batch_size']}
-({ft_conf['preprocessor_conf']['segment_seconds']} s dynamic mixtures), the checkpoint
-with the best validation loss. Scoring: `python -m espnet2_ext.bin.music_score`
-(stages 5-6 of the MUSDB18-HQ recipe: 6 s chunks, 3 s hop, overlap-add) on the
-{n_songs} generated test songs; uSDR = mean over songs, cSDR = museval v4 median of
-medians, dB.
+Budgets (one seed per run):
+
+- MixIT pre-training: {steps(mixit_conf)} steps, batch {mixit_conf['batch_size']}, \
+{mixit_conf['preprocessor_conf']['segment_seconds']} s mixtures of mixtures;
+- every MUSDB run: {steps(ft_conf)} steps, batch {ft_conf['batch_size']}, \
+{ft_conf['preprocessor_conf']['segment_seconds']} s dynamic mixtures, then the \
+checkpoint with the best validation loss. The pre-trained runs thus had \
+{steps(mixit_conf)} MixIT updates on other data before the same MUSDB budget.
+
+Scoring: `python -m espnet2_ext.bin.music_score` (stages 5-6 of the MUSDB18-HQ recipe:
+6 s chunks, 3 s hop, overlap-add) on the {n_songs} generated test songs; uSDR = mean
+over songs, cSDR = museval v4 median over songs, dB.
 
 ## Separation of the test songs
 
 {table}
 
+cSDR per stem:
+
+{csdr_table}
+
+Paired differences (uSDR, dB) on the same songs:
+
+{paired_table}
+
 ## The MixIT model's own separation (heads.json)
 
-SNR (dB, channel 0) of the 12-output model on 6 s chunks where the stem is active,
-before any fine-tuning:
+SNR (dB, channel 0) on 6 s chunks where the stem is active, before any fine-tuning.
+The last row is a reference point: the mixture itself with the best gain per chunk
+(an oracle too).
 
 {own_table}
 
@@ -253,11 +338,12 @@ Collisions:
 
 {notes}
 
-## Wall time (minutes, shared 2-core CPU, runs of step 3 in parallel)
+## Wall time (minutes; shared, loaded 2-core CPU; the four runs of step 3 in parallel)
 
 | step | minutes |
 |---|---|
 {timing}
+| total (the four parallel runs counted once) | {total / 60:.1f} |
 """
 (work / "RESULTS_evidence.md").write_text(text)
 print(text)
