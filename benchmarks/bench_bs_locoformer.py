@@ -45,6 +45,7 @@ virtual environment (give its interpreter with ``--other_python``)::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -74,6 +75,21 @@ def _rss_mb() -> float:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def limit_memory(max_gb: float) -> float:
+    """Cap this process's address space at ``max_gb`` more than it holds now, and at
+    what the machine has available less 1 GiB, so that a model that does not fit fails
+    with an allocation error instead of waking the OOM killer on a shared machine.
+    Returns the cap in GiB."""
+    with open("/proc/meminfo") as f:
+        info = dict(line.split(":", 1) for line in f)
+    available = int(info["MemAvailable"].split()[0]) * 1024
+    with open("/proc/self/statm") as f:
+        virtual = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    budget = int(min(max_gb * 2**30, available - 2**30))
+    resource.setrlimit(resource.RLIMIT_AS, (virtual + budget, virtual + budget))
+    return budget / 2**30
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> Dict[str, float]:
@@ -184,7 +200,7 @@ def make_roformer(size: str, width: int):
     )
 
 
-def build_bs_roformer(size: str, target_params: int):
+def build_bs_roformer(size: str, target_params: int, chunk_seconds: float = 0.0):
     import torch
 
     counts = {}
@@ -195,19 +211,34 @@ def build_bs_roformer(size: str, target_params: int):
     dim = min(counts, key=lambda w: abs(counts[w] - target_params))
     model = make_roformer(size, dim).eval()
 
-    def run(audio):
-        return model(audio)  # [B, N, 2, samples]
+    chunk = int(round(chunk_seconds * RATE)) or None
+
+    def pieces(n_samples: int) -> List[int]:
+        if chunk is None:
+            return [n_samples]
+        return [min(chunk, n_samples - start) for start in range(0, n_samples, chunk)]
+
+    def run(audio):  # → [B, N, 2, samples]; chunks back to back, no overlap
+        starts = [0] + list(itertools.accumulate(pieces(audio.shape[-1])))
+        return torch.cat(
+            [model(audio[..., a:b]) for a, b in zip(starts[:-1], starts[1:])], dim=-1
+        )
 
     def count(n_samples: int) -> int:
+        lengths = pieces(n_samples)
+        total = 0
         with fake_mode():
             fake_model = make_roformer(size, dim).eval()
-            audio = torch.empty(1, 2, n_samples)
-            with torch.inference_mode(), flop_counter() as counter:
-                fake_model(audio)
-        return counter.get_total_flops()
+            for length in set(lengths):
+                audio = torch.empty(1, 2, length)
+                with torch.inference_mode(), flop_counter() as counter:
+                    fake_model(audio)
+                total += counter.get_total_flops() * lengths.count(length)
+        return total
 
     params = sum(p.numel() for p in model.parameters())
-    return params, run, count, f"dim {dim}, whole clip in one pass"
+    how = f"{chunk_seconds:g} s chunks" if chunk else "whole clip in one pass"
+    return params, run, count, f"dim {dim}, {how}"
 
 
 def build_htdemucs():
@@ -247,11 +278,14 @@ def worker(args) -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    cap_gb = limit_memory(args.max_memory_gb)
     matmul = matmul_gflops()
     if args.model == "ours":
         params, run, count, settings = build_ours(args.size)
     elif args.model == "bs_roformer":
-        params, run, count, settings = build_bs_roformer(args.size, args.target_params)
+        params, run, count, settings = build_bs_roformer(
+            args.size, args.target_params, args.roformer_chunk_seconds
+        )
     elif args.model == "htdemucs":
         params, run, count, settings = build_htdemucs()
     else:
@@ -282,6 +316,7 @@ def worker(args) -> None:
         flops=flops,
         matmul_gflops_cpu=matmul["cpu"],
         matmul_gflops_wall=matmul["wall"],
+        memory_cap_gb=cap_gb,
     )
     print(RESULT_TAG + json.dumps(result), flush=True)
 
@@ -377,6 +412,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument(
         "--timeout", type=float, default=3600.0, help="seconds per model"
     )
+    parser.add_argument(
+        "--max_memory_gb",
+        type=float,
+        default=12.0,
+        help="address-space cap per model process (also at most what the machine "
+        "has available less 1 GiB): a model that needs more fails cleanly",
+    )
+    parser.add_argument(
+        "--roformer_chunk_seconds",
+        type=float,
+        default=0.0,
+        help="run BS-RoFormer on back-to-back chunks of this length (0: one pass)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     # worker mode (internal)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -390,6 +438,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     repo = Path(__file__).resolve().parents[1]
     common = ["--seconds", str(args.seconds), "--threads", str(args.threads)]
+    common += ["--max_memory_gb", str(args.max_memory_gb)]
     print(f"load average before: {os.getloadavg()}", flush=True)
     results: List[Dict] = []
     for size in args.sizes:
@@ -401,6 +450,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         if ours is not None and "bs_roformer" in args.others:
             argv_other = ["--model", "bs_roformer", "--size", size]
             argv_other += ["--target_params", str(ours["params"]), *common]
+            argv_other += ["--roformer_chunk_seconds", str(args.roformer_chunk_seconds)]
             other = run_worker(args.other_python, argv_other, args.timeout)
             if other is not None:
                 results.append(other)

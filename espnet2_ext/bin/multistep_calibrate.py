@@ -209,13 +209,21 @@ class SongChunks:
 
 # --------------------------------------------------------------------------- cost
 class CountingSeparateFn:
-    """A ``separate_fn`` that counts its forward passes (input signals) and seconds."""
+    """A ``separate_fn`` that counts its forward passes (input signals) and seconds.
 
-    def __init__(self, separate_fn: SeparateFn):
+    Args:
+        separate_fn: the function counted.
+        log_every: log the running totals every this many seconds of separation
+            (calibration of a real model runs for a long time); None: never.
+    """
+
+    def __init__(self, separate_fn: SeparateFn, log_every: Optional[float] = 60.0):
         self.separate_fn = separate_fn
+        self.log_every = log_every
         self.forward_passes = 0
         self.calls = 0
         self.seconds = 0.0
+        self._logged_at = 0.0
 
     def __call__(self, mixture: torch.Tensor) -> torch.Tensor:
         start = time.perf_counter()
@@ -223,6 +231,14 @@ class CountingSeparateFn:
         self.seconds += time.perf_counter() - start
         self.calls += 1
         self.forward_passes += int(mixture.shape[0])
+        if self.log_every is not None and (
+            self.seconds - self._logged_at >= self.log_every
+        ):
+            self._logged_at = self.seconds
+            logging.info(
+                f"{self.forward_passes} forward passes so far, "
+                f"{self.seconds:.0f} s in the separator"
+            )
         return out
 
     def cost(self) -> Dict[str, Union[int, float]]:
