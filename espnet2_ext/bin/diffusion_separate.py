@@ -3,7 +3,9 @@
 
 Outputs are written as ESPnet's ``enh_inference`` writes them: ``<output_dir>/wavs/<n>/
 <key>.wav`` and ``<output_dir>/spk<n>.scp`` for source n = 1 … N (in the order of the
-priors). Only the mixture is read; the sampler is given nothing else.
+priors), each file under a temporary name renamed when complete. Only the mixture is
+read; the sampler is given nothing else. ``python -m espnet2_ext.bin.enh_inference
+--diffusion_prior_train_config ... --diffusion_prior_model_file ...`` runs this too.
 
 Example (a speech prior, and a class-conditional sound-event prior given the class
 "snare")::
@@ -24,16 +26,22 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from espnet2.fileio.sound_scp import SoundScpReader, SoundScpWriter
+from espnet2.fileio.sound_scp import SoundScpReader
 from espnet2.utils import config_argparse
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str2bool, str_or_none
 
 from espnet2_ext.diffusion.task import build_sampler_from_files
+from espnet2_ext.utils.audio_io import (
+    check_sound_scps,
+    write_audio_atomic,
+    write_scp_atomic,
+)
+from espnet2_ext.utils.results import atomic_write_text
 
 
 def _read_keys(key_file: Optional[str]) -> Optional[List[str]]:
@@ -57,7 +65,8 @@ def separate(
     fs: Optional[int] = None,
     device: str = "cpu",
     seed: int = 0,
-    output_subtype: Optional[str] = None,
+    output_subtype: Optional[str] = "FLOAT",
+    output_format: str = "wav",
     log_level: str = "INFO",
 ) -> None:
     """Separate every mixture of the ``speech_mix`` scp; see the module docstring."""
@@ -89,13 +98,9 @@ def separate(
                     per_key[key] = labels
     reader = SoundScpReader(scps[0], dtype="float32")
     keys = _read_keys(key_file) or list(reader.keys())
-    out = Path(output_dir)
-    writers = [
-        SoundScpWriter(
-            out / "wavs" / str(n + 1), out / f"spk{n + 1}.scp", subtype=output_subtype
-        )
-        for n in range(sampler.num_sources)
-    ]
+    check_sound_scps([scps[0]], fs, max_channels=1, keys=keys)
+    out = Path(output_dir).expanduser().resolve()
+    scp_entries: List[List[Tuple[str, Path]]] = [[] for _ in range(sampler.num_sources)]
     info_log = {}
     for index, key in enumerate(keys):
         rate, wave = reader[key]
@@ -117,14 +122,16 @@ def separate(
         estimates, info = sampler.separate(
             mixture, generator=generator, categories=per_key.get(key)
         )
-        for n, writer in enumerate(writers):
-            writer[key] = int(rate), estimates[n].cpu().numpy()
+        for n in range(sampler.num_sources):
+            path = out / "wavs" / str(n + 1) / f"{key}.{output_format}"
+            wave_n = estimates[n].cpu().numpy()
+            write_audio_atomic(path, wave_n, rate, output_format, output_subtype)
+            scp_entries[n].append((key, path))
         info_log[key] = {"nfe": info["nfe"], "final_loss": float(info["loss"][-1])}
         logging.info(f"[{index + 1}/{len(keys)}] {key}: nfe={info['nfe']}")
-    for writer in writers:
-        writer.close()
-    info_text = json.dumps(info_log, indent=1)
-    (out / "sampler_info.json").write_text(info_text, encoding="utf-8")
+    for n, entries in enumerate(scp_entries):
+        write_scp_atomic(out / f"spk{n + 1}.scp", entries)
+    atomic_write_text(out / "sampler_info.json", json.dumps(info_log, indent=1))
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -183,9 +190,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output_subtype",
         type=str_or_none,
-        default=None,
-        help="soundfile subtype of the outputs (None: soundfile's default, as ESPnet)",
+        default="FLOAT",
+        help="soundfile subtype of WAV outputs (default 32-bit float: unclipped)",
     )
+    parser.add_argument("--output_format", type=str, default="wav")
     parser.add_argument("--log_level", type=str, default="INFO")
     return parser
 

@@ -10,6 +10,15 @@ because ESPnet's defaults are wrong for music:
   which swaps stems between segments of a song.
 * outputs are never peak-normalised unless ``--normalize_output_wav true`` is given.
 
+Two inference methods of the plugin run through the same command:
+
+* ``--multistep_enable true`` refines a trained separator training-free (seeds/000,
+  :mod:`espnet2_ext.enh.inference.multistep`);
+* ``--diffusion_prior_train_config``/``--diffusion_prior_model_file`` (once per source)
+  separate with diffusion source priors instead of a trained separator (seeds/001,
+  :mod:`espnet2_ext.diffusion.sampler`; the same as
+  :mod:`espnet2_ext.bin.diffusion_separate`).
+
 Outputs are written like ESPnet's: ``<output_dir>/wavs/<n>/<uid>.wav`` and
 ``<output_dir>/spk<n>.scp``; each file is written under a temporary name and renamed when
 complete, so an interrupted run leaves no truncated audio behind.
@@ -18,14 +27,13 @@ complete, so an interrupted run leaves no truncated audio behind.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import soundfile as sf
 import torch
 import yaml
 from espnet2.bin import enh_inference as espnet_enh_inference
@@ -36,6 +44,12 @@ from espnet2_ext.enh.inference.chunking import apply_chunked
 from espnet2_ext.enh.inference.metrics_registry import get_metric
 from espnet2_ext.enh.inference.multistep import MultiStepSeparator
 from espnet2_ext.tasks.enh import EnhancementTask
+from espnet2_ext.utils.audio_io import (
+    check_sound_scps,
+    write_audio_atomic,
+    write_scp_atomic,
+)
+from espnet2_ext.utils.results import atomic_write_text
 
 _DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
 
@@ -279,41 +293,6 @@ class MusicSeparator:
         return outs
 
 
-def _write_atomic_wav(path: Path, wav: np.ndarray, fs: int, fmt: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    # 32-bit float WAV: the estimates reach scoring unquantised (and unclipped)
-    subtype = "FLOAT" if fmt.lower() == "wav" else None
-    sf.write(tmp, wav, fs, format=fmt.upper(), subtype=subtype)
-    os.replace(tmp, path)
-
-
-def _check_sound_scps(
-    data_path_and_name_and_type: Sequence[Tuple[str, str, str]], rate: Optional[int]
-) -> None:
-    """Fail before any output is written when an input file has the wrong rate."""
-    bad = []
-    for path, _, kind in data_path_and_name_and_type:
-        if kind != "sound" or rate is None:
-            continue
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
-            uid, _, wav = line.strip().partition(" ")
-            if not wav or wav.endswith("|"):
-                continue  # empty line or a pipe command: nothing to check statically
-            try:
-                info = sf.info(wav)
-            except Exception as e:
-                bad.append(f"{uid}: cannot read {wav} ({e})")
-                continue
-            if info.samplerate != rate:
-                bad.append(f"{uid}: {wav} is {info.samplerate} Hz, the model needs {rate} Hz")
-    if bad:
-        raise ValueError(
-            "input audio does not fit the model (resample with e.g. "
-            f"'sox in.wav -r {rate} out.wav'):\n  " + "\n  ".join(bad[:20])
-        )
-
-
 def inference(
     output_dir: str,
     batch_size: int,
@@ -346,11 +325,63 @@ def inference(
     multistep_metric: str = "snr",
     multistep_schedule: Optional[str] = None,
     multistep_candidate_batch: Optional[int] = None,
+    diffusion_prior_train_config: Optional[Sequence[str]] = None,
+    diffusion_prior_model_file: Optional[Sequence[str]] = None,
+    diffusion_categories: Optional[Sequence[str]] = None,
+    diffusion_categories_file: Optional[str] = None,
+    diffusion_sampler_conf: Optional[dict] = None,
+    diffusion_use_ema: bool = True,
+    diffusion_cfg_scale: float = 1.0,
 ):
     logging.basicConfig(
         level=log_level,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
+    if diffusion_prior_train_config or diffusion_prior_model_file:
+        if train_config is not None or model_file is not None:
+            raise ValueError(
+                "give either a trained separator (--train_config/--model_file) or "
+                "diffusion priors (--diffusion_prior_train_config/"
+                "--diffusion_prior_model_file), not both"
+            )
+        if multistep_enable:
+            raise ValueError(
+                "--multistep_enable refines a trained separator; it does not apply to "
+                "diffusion-prior separation"
+            )
+        if segment_size is not None:
+            raise ValueError(
+                "--segment_size does not apply to diffusion-prior separation: the "
+                "sampler separates each mixture whole"
+            )
+        if batch_size != 1 or ngpu > 1:
+            raise ValueError("diffusion-prior separation runs --batch_size 1, --ngpu 0/1")
+        from espnet2_ext.bin.diffusion_separate import separate as diffusion_separate
+
+        diffusion_separate(
+            data_path_and_name_and_type,
+            output_dir,
+            prior_train_config=list(diffusion_prior_train_config or []),
+            prior_model_file=list(diffusion_prior_model_file or []),
+            categories=diffusion_categories,
+            categories_file=diffusion_categories_file,
+            sampler_conf=diffusion_sampler_conf,
+            use_ema=diffusion_use_ema,
+            cfg_scale=diffusion_cfg_scale,
+            key_file=key_file,
+            fs=fs,
+            device="cuda" if ngpu >= 1 else "cpu",
+            seed=seed,
+            output_format=output_format,
+            log_level=log_level,
+        )
+        return
+    if train_config is None and model_file is None:
+        raise ValueError(
+            "nothing to separate with: give --train_config and --model_file of a "
+            "trained separator, or diffusion priors with --diffusion_prior_train_config "
+            "and --diffusion_prior_model_file (once per source)"
+        )
     if batch_size != 1:
         raise ValueError("only --batch_size 1 is supported (songs differ in length)")
     if ngpu > 1:
@@ -422,9 +453,13 @@ def inference(
         inference=True,
     )
     rate = fs or separator.fs
-    _check_sound_scps(data_path_and_name_and_type, rate)
+    check_sound_scps(
+        [path for path, _, kind in data_path_and_name_and_type if kind == "sound"], rate
+    )
     out = Path(output_dir).expanduser().resolve()
-    scp_lines: Dict[int, List[str]] = {n: [] for n in range(separator.num_spk)}
+    scp_entries: Dict[int, List[Tuple[str, Path]]] = {
+        n: [] for n in range(separator.num_spk)
+    }
     import tqdm
 
     summaries = {}
@@ -438,18 +473,13 @@ def inference(
             summaries[keys[0]] = separator.last_multistep_summary
         for n, w in enumerate(waves):
             path = out / "wavs" / str(n + 1) / f"{keys[0]}.{output_format}"
-            _write_atomic_wav(path, w[0], rate, output_format)
-            scp_lines[n].append(f"{keys[0]} {path}\n")
-    for n, lines in scp_lines.items():
-        tmp = out / f".spk{n + 1}.scp.partial"
-        tmp.write_text("".join(lines))
-        os.replace(tmp, out / f"spk{n + 1}.scp")
+            write_audio_atomic(path, w[0], rate, output_format)
+            scp_entries[n].append((keys[0], path))
+    for n, entries in scp_entries.items():
+        write_scp_atomic(out / f"spk{n + 1}.scp", entries)
     if summaries:
-        import json
-
-        tmp = out / ".multistep_summary.json.partial"
-        tmp.write_text(json.dumps(summaries, indent=1, default=_to_json))
-        os.replace(tmp, out / "multistep_summary.json")
+        text = json.dumps(summaries, indent=1, default=_to_json)
+        atomic_write_text(out / "multistep_summary.json", text)
         label = next(iter(summaries.values())).get("label")
         logging.info(f"multi-step inference: {label}")
 
@@ -516,6 +546,45 @@ def get_parser():
         default=None,
         help="Candidates per forward call (None: all K at once; 1: one by one)",
     )
+    from espnet2.utils.nested_dict_action import NestedDictAction
+
+    group = parser.add_argument_group(
+        "espnet2_ext diffusion-prior separation (seeds/001), instead of "
+        "--train_config/--model_file"
+    )
+    group.add_argument(
+        "--diffusion_prior_train_config",
+        action="append",
+        default=None,
+        help="config.yaml of a trained diffusion prior, once per source",
+    )
+    group.add_argument(
+        "--diffusion_prior_model_file",
+        action="append",
+        default=None,
+        help="checkpoint of that prior, once per source ('none': initial weights)",
+    )
+    group.add_argument(
+        "--diffusion_categories",
+        nargs="*",
+        default=None,
+        help="per source: a class name or index of a conditional prior, or 'none'",
+    )
+    group.add_argument(
+        "--diffusion_categories_file",
+        type=str_or_none,
+        default=None,
+        help="per-mixture labels: '<key> <label of source 1> ...'",
+    )
+    group.add_argument(
+        "--diffusion_sampler_conf",
+        action=NestedDictAction,
+        default={},
+        help="keyword arguments of DiffusionPriorSampler (num_steps, step_rule, "
+        "step_rule_conf, init, init_conf, loss_conf, clamp_x0, mixture_rms_db, start_t)",
+    )
+    group.add_argument("--diffusion_use_ema", type=str2bool, default=True)
+    group.add_argument("--diffusion_cfg_scale", type=float, default=1.0)
     return parser
 
 

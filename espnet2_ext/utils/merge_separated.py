@@ -16,9 +16,10 @@ Usage: python -m espnet2_ext.utils.merge_separated --out DIR --num_spk N
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Dict, Sequence
+
+from espnet2_ext.utils.audio_io import write_scp_atomic
 
 
 def merge_separated(out: Path, num_spk: int, job_dirs: Sequence[Path]) -> Dict[int, int]:
@@ -38,9 +39,7 @@ def merge_separated(out: Path, num_spk: int, job_dirs: Sequence[Path]) -> Dict[i
                     if uid in entries:
                         raise ValueError(f"{uid} was separated by two jobs")
                     entries[uid] = path
-        tmp = out / f".spk{n}.scp.partial"
-        tmp.write_text("".join(f"{u} {entries[u]}\n" for u in sorted(entries)))
-        os.replace(tmp, out / f"spk{n}.scp")
+        write_scp_atomic(out / f"spk{n}.scp", ((u, entries[u]) for u in sorted(entries)))
         counts[n] = len(entries)
     return counts
 

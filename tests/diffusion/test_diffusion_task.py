@@ -186,3 +186,93 @@ def test_training_through_espnet_then_separation(tmp_path):
     written, _ = sf.read(out / "wavs" / "1" / "m0.wav", dtype="float32")
     assert np.allclose(est[0].numpy(), written, atol=1e-6)
     assert sampler.priors[0] is sampler.priors[1]  # loaded once
+
+    # the plugin's inference entry point separates with the same priors: same files
+    from espnet2_ext.bin.enh_inference import main as inference_main
+
+    out2 = tmp_path / "sep_via_enh_inference"
+    priors = []
+    for _ in range(2):
+        priors += ["--diffusion_prior_train_config", str(exp / "config.yaml")]
+        priors += ["--diffusion_prior_model_file", str(checkpoint)]
+    inference_main(
+        [
+            "--data_path_and_name_and_type",
+            f"{mix_dir}/wav.scp,speech_mix,sound",
+            "--output_dir",
+            str(out2),
+            "--diffusion_categories",
+            "hum",
+            "1",
+            "--diffusion_sampler_conf",
+            "num_steps=2",
+            "--fs",
+            str(FS),
+            *priors,
+        ]
+    )
+    for n in (1, 2):
+        for key in ("m0", "m1"):
+            a, _ = sf.read(out / "wavs" / str(n) / f"{key}.wav", dtype="float32")
+            b, _ = sf.read(out2 / "wavs" / str(n) / f"{key}.wav", dtype="float32")
+            assert np.array_equal(a, b)
+        assert (out2 / f"spk{n}.scp").read_text().split()[::2] == ["m0", "m1"]
+
+    # and the Python API, from the same files, with the same seed as mixture m0
+    from espnet2_ext.api import load_diffusion_separator
+
+    api = load_diffusion_separator(
+        [exp / "config.yaml"] * 2,
+        [checkpoint] * 2,
+        sample_rate=FS,
+        categories=["hum", "tone"],
+        names=["speech", "event"],
+        sampler_conf={"num_steps": 2},
+    )
+    stems = api.separate(mix[0], FS, seed=0)
+    assert list(stems) == ["speech", "event"] and stems["speech"].shape == (1, 900)
+    assert np.allclose(stems["speech"][0], written, atol=1e-6)
+    assert api.last_info["nfe"] > 0
+
+    # a mixture at another rate stops the run before anything is written
+    sf.write(mix_dir / "m1.wav", mix[1], 8000, subtype="FLOAT")
+    out3 = tmp_path / "sep_bad_rate"
+    with pytest.raises(ValueError, match="m1: .* is 8000 Hz, the model needs 16000 Hz"):
+        inference_main(
+            [
+                "--data_path_and_name_and_type",
+                f"{mix_dir}/wav.scp,speech_mix,sound",
+                "--output_dir",
+                str(out3),
+                "--diffusion_sampler_conf",
+                "num_steps=2",
+                "--fs",
+                str(FS),
+                *priors,
+            ]
+        )
+    assert not out3.exists()
+
+
+def test_inference_needs_exactly_one_way_to_separate(tmp_path):
+    from espnet2_ext.bin.enh_inference import main as inference_main
+
+    data = ["--data_path_and_name_and_type", "x.scp,speech_mix,sound"]
+    with pytest.raises(ValueError, match="nothing to separate with"):
+        inference_main([*data, "--output_dir", str(tmp_path / "a")])
+    with pytest.raises(ValueError, match="not both"):
+        inference_main(
+            [
+                *data,
+                "--output_dir",
+                str(tmp_path / "b"),
+                "--train_config",
+                "c.yaml",
+                "--model_file",
+                "m.pth",
+                "--diffusion_prior_train_config",
+                "p.yaml",
+                "--diffusion_prior_model_file",
+                "p.pth",
+            ]
+        )
