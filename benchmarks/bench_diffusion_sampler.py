@@ -12,6 +12,10 @@ machine the CPU time is the steadier figure.
     python benchmarks/bench_diffusion_sampler.py   # tiny and paper priors, 2 and 3 sources
     python benchmarks/bench_diffusion_sampler.py --sizes tiny --steps 5 --device cuda
 
+Each child's address space is capped at the memory the machine has available (less
+1 GiB), so a configuration that does not fit is reported as such instead of being
+killed by the OOM killer.
+
 Priors are randomly initialised (the cost does not depend on the weights); the sources
 share one prior object, as when one prior serves several sources, so they are denoised
 in one batch.
@@ -26,6 +30,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from memory_cap import limit_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -52,6 +58,7 @@ def run_one(size: str, sources: int, seconds: float, fs: int, steps: int, warmup
     from espnet2_ext.diffusion.tf_unet import TFAttentionUNet
 
     torch.set_num_threads(threads)
+    cap_gb = limit_memory()
     conf = yaml.safe_load(CONFIGS[size].read_text())
     torch.manual_seed(0)
     network = TFAttentionUNet(**conf["network_conf"])
@@ -94,6 +101,7 @@ def run_one(size: str, sources: int, seconds: float, fs: int, steps: int, warmup
         "sec_per_step": sum(times) / len(times),
         "sec_per_step_min": min(times),
         "cpu_sec_per_step": sum(cpu_times) / len(cpu_times),
+        "memory_cap_gib": cap_gb,
     }
     if device.startswith("cuda"):
         result["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -143,8 +151,14 @@ def main() -> None:
                 "device", "threads",
             ):
                 cmd += [f"--{name}", str(getattr(args, name))]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            results.append(json.loads(out.strip().splitlines()[-1]))
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode == 0:
+                results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            else:
+                why = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                if "memory" in why.lower() or "alloc" in why.lower():
+                    why = f"did not fit in memory ({why[:120]})"
+                results.append({"size": size, "sources": sources, "error": why})
             print(json.dumps(results[-1]), flush=True)
     mem = "peak RSS (MiB) [before steps]"
     if args.device.startswith("cuda"):
@@ -155,6 +169,9 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     for r in results:
+        if "error" in r:
+            print(f"| {r['size']} | | {r['sources']} | {r['error']} | | |")
+            continue
         memory = (
             f"{r['peak_memory_mib']:.0f}" if "peak_memory_mib" in r
             else f"{r['peak_rss_mib']:.0f} [{r['rss_before_steps_mib']:.0f}]"
