@@ -56,6 +56,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from memory_cap import limit_memory
+
 RATE = 44100
 STEMS = ["drums", "bass", "other", "vocals"]
 SIZES = ("small", "medium", "large")
@@ -75,21 +77,6 @@ def _rss_mb() -> float:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def limit_memory(max_gb: float) -> float:
-    """Cap this process's address space at ``max_gb`` more than it holds now, and at
-    what the machine has available less 1 GiB, so that a model that does not fit fails
-    with an allocation error instead of waking the OOM killer on a shared machine.
-    Returns the cap in GiB."""
-    with open("/proc/meminfo") as f:
-        info = dict(line.split(":", 1) for line in f)
-    available = int(info["MemAvailable"].split()[0]) * 1024
-    with open("/proc/self/statm") as f:
-        virtual = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    budget = int(min(max_gb * 2**30, available - 2**30))
-    resource.setrlimit(resource.RLIMIT_AS, (virtual + budget, virtual + budget))
-    return budget / 2**30
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> Dict[str, float]:

@@ -1,0 +1,250 @@
+"""The FMA MixIT recipe: its paper configs (schedules, sizes, frozen parameters) and a
+tiny end-to-end run of stages 1-5 on generated data."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from espnet2.tasks.abs_task import scheduler_classes
+
+from espnet2_ext.enh.separator.bs_locoformer_separator import BS_LOCOFORMER_SIZES
+from espnet2_ext.tasks.enh import EnhancementTask
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "egs2" / "fma" / "mixit_enh1"
+TUNING = ROOT / "conf" / "tuning"
+SIZES = ("small", "medium", "large")
+MODEL_KEYS = ("encoder", "encoder_conf", "decoder", "decoder_conf", "separator")
+
+
+def _load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def _lrs(config: dict, num_steps: int) -> list:
+    """The learning rate of optimizer steps 1 … num_steps under the config's scheduler."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=config["optim_conf"]["lr"])
+    scheduler = scheduler_classes[config["scheduler"]](
+        optimizer, **config["scheduler_conf"]
+    )
+    lrs = []
+    with warnings.catch_warnings():
+        # no optimizer.step() in between: torch warns about the order, harmlessly
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(num_steps):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            scheduler.step()
+    return lrs
+
+
+# ------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("size", SIZES)
+def test_mixit_configs_hold_the_paper_recipe(size):
+    config = _load(TUNING / f"train_mixit_bs_locoformer_{size}.yaml")
+    sep = config["separator_conf"]
+    assert sep["num_spk"] == config["num_spk"] == 12
+    for key, value in BS_LOCOFORMER_SIZES[size].items():
+        assert sep[key] == value, key
+    assert config["model_conf"]["flexible_numspk"] is True
+    (criterion,) = config["criterions"]
+    assert (criterion["name"], criterion["wrapper"]) == ("thres_snr", "efficient_mixit")
+    assert config["preprocessor"] == "mixture_of_mixtures"
+    mom = config["preprocessor_conf"]
+    assert (mom["segment_seconds"], mom["min_ratio_db"], mom["max_ratio_db"]) == (
+        6.0,
+        -5.0,
+        5.0,
+    )
+    # 128 segments per step, as 64 mixtures of mixtures
+    assert config["batch_size"] == 64
+    assert (config["max_epoch"], config["num_iters_per_epoch"]) == (150, 1000)
+    assert config["optim"] == "adamw" and config["grad_clip"] == 5.0
+    assert config["optim_conf"]["weight_decay"] == pytest.approx(1e-2)
+    assert config["use_amp"] is True
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_mixit_schedule_is_warmup_then_0965_per_epoch(size):
+    config = _load(TUNING / f"train_mixit_bs_locoformer_{size}.yaml")
+    peak = 5e-4 if size == "large" else 1e-3
+    assert config["optim_conf"]["lr"] == pytest.approx(peak)
+    lrs = _lrs(config, 12000)
+    for step in (1, 2500, 5000):  # linear from 0
+        assert lrs[step - 1] == pytest.approx(peak * step / 5000)
+    assert lrs[5500 - 1] == pytest.approx(peak)
+    # one factor 0.965 per epoch of 1000 steps
+    for step in (7500, 8500, 9500, 10500):
+        assert lrs[step - 1] / lrs[step - 1001] == pytest.approx(0.965)
+        assert lrs[step - 1] == lrs[step - 400]  # constant within an epoch
+
+
+def test_finetune_schedule_is_constant_until_epoch_550_then_098_every_two():
+    config = _load(TUNING / "finetune_enh_bs_locoformer_small.yaml")
+    peak = config["optim_conf"]["lr"]
+    assert peak == pytest.approx(1e-3)
+    steps = config["max_epoch"] * config["num_iters_per_epoch"]
+    assert steps == 900 * 110
+    lrs = _lrs(config, steps)
+
+    def expected(step: int) -> float:
+        # the authors' WarmUpStepLR(warmup 5000, decay_start_step 60500, step 220,
+        # 0.98) evaluated before optimizer step `step` (1-based), with a linear warm-up
+        if step <= 5000:
+            return peak * step / 5000
+        if step - 1 < 60500:
+            return peak
+        return peak * 0.98 ** ((step - 1 - 60500) // 220)
+
+    worst = max(abs(lr - expected(k)) / peak for k, lr in enumerate(lrs, 1))
+    assert worst < 1e-9
+    assert lrs[550 * 110 - 1] == pytest.approx(peak)  # end of epoch 550
+    assert lrs[-1] == pytest.approx(peak * 0.98**174)
+    # the other sizes: the same staircase scaled to their peak
+    for size in ("medium", "large"):
+        other = _load(TUNING / f"finetune_enh_bs_locoformer_{size}.yaml")
+        ratio = other["optim_conf"]["lr"] / peak
+        assert ratio == pytest.approx(0.5 if size == "large" else 1.0)
+        conf, ref = other["scheduler_conf"], config["scheduler_conf"]
+        assert conf["warmup_steps_list"] == ref["warmup_steps_list"]
+        assert conf["warmup_lr_list"] == pytest.approx(
+            [ratio * lr for lr in ref["warmup_lr_list"]], rel=1e-9
+        )
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_finetune_configs_match_the_mixit_model_and_the_supervised_recipe(size):
+    mixit = _load(TUNING / f"train_mixit_bs_locoformer_{size}.yaml")
+    supervised = _load(TUNING / f"train_enh_bs_locoformer_{size}.yaml")
+    for name in ("finetune", "finetune_frozen"):
+        config = _load(TUNING / f"{name}_enh_bs_locoformer_{size}.yaml")
+        # the head-selected MixIT weights fit: same network, 4 outputs
+        assert config["separator_conf"] == {**mixit["separator_conf"], "num_spk": 4}
+        for key in MODEL_KEYS:
+            assert config[key] == mixit[key] == supervised[key], key
+        # data and loss of the supervised recipe
+        for key in ("preprocessor", "preprocessor_conf", "criterions", "num_spk"):
+            assert config[key] == supervised[key], key
+        assert (config["batch_size"], config["num_iters_per_epoch"]) == (32, 110)
+    frozen = _load(TUNING / f"finetune_frozen_enh_bs_locoformer_{size}.yaml")
+    assert frozen["max_epoch"] == 200
+    lrs = _lrs(frozen, 200 * 110)
+    assert lrs[4999] == pytest.approx(frozen["optim_conf"]["lr"])
+    assert lrs[-1] == lrs[4999]  # constant after the warm-up
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        TUNING / "finetune_frozen_enh_bs_locoformer_small.yaml",
+        RECIPE / "conf" / "finetune_frozen_enh_demo.yaml",
+    ],
+    ids=lambda p: p.name,
+)
+def test_frozen_configs_freeze_exactly_the_locoformer_blocks(path):
+    config = _load(path)
+    args = EnhancementTask.get_parser().parse_args(["--config", str(path)])
+    model = EnhancementTask.build_model(args)
+    # ESPnet's rule for --freeze_param (AbsTask.main_worker)
+    frozen = {
+        name
+        for name, _ in model.named_parameters()
+        for prefix in config["freeze_param"]
+        if name == prefix or name.startswith(prefix + ".")
+    }
+    blocks = {n for n, _ in model.named_parameters() if ".blocks." in n}
+    assert frozen == blocks and blocks
+    trained = {n for n, _ in model.named_parameters()} - frozen
+    assert any("encoder.encoders" in n for n in trained)
+    assert any("decoder.heads" in n for n in trained)
+
+
+def test_demo_configs_use_the_demo_model_of_the_musdb_recipe():
+    musdb_demo = _load(ROOT / "egs2/musdb18hq/enh1/conf/train_enh_demo.yaml")
+    expected = musdb_demo["separator_conf"]
+    mixit = _load(RECIPE / "conf" / "train_mixit_demo.yaml")
+    assert mixit["separator_conf"] == {**expected, "num_spk": 12}
+    assert mixit["criterions"][0]["wrapper"] == "efficient_mixit"
+    finetune = _load(RECIPE / "conf" / "finetune_enh_demo.yaml")
+    frozen = _load(RECIPE / "conf" / "finetune_frozen_enh_demo.yaml")
+    assert finetune["separator_conf"] == frozen["separator_conf"] == expected
+    # the frozen variant differs only by what it freezes
+    assert {k: v for k, v in frozen.items() if k != "freeze_param"} == finetune
+
+
+# ---------------------------------------------------------------------- the recipe
+@pytest.mark.slow
+def test_recipe_runs_stages_1_to_5_on_generated_data(tmp_path):
+    if shutil.which("fluidsynth") is None:
+        pytest.skip("fluidsynth is not installed (tools/setup_venv.sh installs it)")
+    work = tmp_path / "mixit_enh1"
+    shutil.copytree(
+        RECIPE,
+        work,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads", "RESULTS*"),
+    )
+    for link in ("utils", "music_enh.sh"):  # keep the links working from tmp_path
+        (work / link).unlink()
+        (work / link).symlink_to(RECIPE / link)
+    config = _load(RECIPE / "conf" / "train_mixit_demo.yaml")
+    config.update(
+        max_epoch=1, num_iters_per_epoch=2, batch_size=2, num_workers=0, log_interval=1
+    )
+    config["preprocessor_conf"]["segment_seconds"] = 1.0
+    (work / "conf" / "train_mixit_ci.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    # 20 tracks: seed 6 puts two usable tracks in FMA's validation split (the mixture
+    # of mixtures needs two files); one 10 s segment per track
+    data_opts = (
+        "--demo_tracks 20 --demo_duration 10.5 --demo_seed 6 --demo_musdb_train 3 "
+        "--demo_musdb_valid 1 --demo_musdb_test 1 --demo_musdb_duration 7"
+    )
+    proc = subprocess.run(
+        [
+            "./run.sh", "--demo", "true", "--nj", "1",
+            "--train_config", "conf/train_mixit_ci.yaml",
+            "--local_data_opts", data_opts,
+        ],
+        cwd=work, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    # stage 1: the filters dropped the planted files
+    report = (work / "data" / "fma" / "prep_report.txt").read_text()
+    assert "mono" in report
+    assert (work / "data" / "musdb" / "valid" / "spk4.scp").exists()
+    # stages 2-3: MixIT trained a 12-output model from the FMA segments
+    exp = work / "exp" / "enh_mixit_demo"
+    trained = _load(exp / "config.yaml")
+    assert trained["separator_conf"]["num_spk"] == 12
+    assert (exp / "valid.loss.ave.pth").exists()
+    assert "efficient_mixit" in json.dumps(trained["criterions"])
+    # stage 4: a 4-output model that loads strictly into the fine-tuning config
+    heads = json.loads((exp / "heads" / "heads.json").read_text())
+    assert sorted(heads["heads"]) == sorted(["vocals", "bass", "drums", "other"])
+    assert len(set(heads["heads"].values())) == 4
+    from espnet2_ext.bin.enh_inference import load_model
+
+    model, args = load_model(exp / "heads" / "config.yaml", exp / "heads" / "model.pth")
+    assert model.num_spk == 4 and args.preprocessor == "music_dynamic_mixing"
+    # stage 5: the hand-off names the MUSDB18-HQ recipe and the model
+    assert "--pretrained" in proc.stdout and "heads/model.pth" in proc.stdout
+    # re-running a stage works (every stage is re-runnable)
+    again = subprocess.run(
+        ["./run.sh", "--demo", "true", "--stage", "4", "--stop_stage", "4",
+         "--nj", "1", "--train_config", "conf/train_mixit_ci.yaml"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((exp / "heads" / "heads.json").read_text())["heads"] == (
+        heads["heads"]
+    )
