@@ -42,7 +42,10 @@ from espnet2.legacy.utils.cli_utils import get_commandline_args
 
 from espnet2_ext.enh.inference.chunking import apply_chunked
 from espnet2_ext.enh.inference.metrics_registry import get_metric
-from espnet2_ext.enh.inference.multistep import MultiStepSeparator
+from espnet2_ext.enh.inference.multistep import (
+    MultiStepSeparator,
+    espnet_model_separate_fn,
+)
 from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.utils.audio_io import (
     check_sound_scps,
@@ -209,20 +212,10 @@ class MusicSeparator:
 
         Sources come in the model's fixed order.
         """
-
-        def run(chunk: torch.Tensor) -> torch.Tensor:
-            b, c, t = chunk.shape
-            # ESPnet layout: [B, T] for mono, [B, T, C] for multi-channel models
-            mono = c == 1 and self.num_channels in (None, 1)
-            x = chunk[:, 0] if mono else chunk.transpose(1, 2)
-            lengths = torch.full((b,), t, dtype=torch.long, device=chunk.device)
-            with torch.no_grad():
-                # fs=None: ESPnet's STFT encoder rescales its window for any fs other than
-                # its default_fs; the input rate is checked in _check_input instead.
-                est, *_ = self.model.forward_enhance(x, lengths, {}, fs=None)
-            est = torch.stack(est, dim=1)  # [B, N, T] or [B, N, T, C]
-            return est.unsqueeze(2) if est.dim() == 3 else est.transpose(2, 3)
-
+        # The same adapter as multi-step inference and its calibration: ESPnet's
+        # variance normalisation when the model was trained with it, native stereo for
+        # our separators, channels folded into the batch for stock mono separators.
+        run = espnet_model_separate_fn(self.model)
         mix = mix.to(self.device, self.dtype)
         separate_fn, aligned = run, ()
         if self.multistep is not None:
