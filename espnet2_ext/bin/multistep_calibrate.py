@@ -43,9 +43,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -68,6 +66,7 @@ from espnet2_ext.enh.inference.multistep import (
     calibrate_schedule,
     espnet_model_separate_fn,
 )
+from espnet2_ext.utils.results import atomic_write_json
 
 #: ``(mixture [b, C, L], references [b, N, C, L])``: one item of the chunk set.
 Item = Tuple[torch.Tensor, torch.Tensor]
@@ -459,21 +458,7 @@ def write_report(path: Union[str, Path], result: Calibration) -> Path:
             "of the fixed schedule; references only score, never select"
         ),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(_finite(data), indent=1, allow_nan=False) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def _finite(value):
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return atomic_write_json(path, data)
 
 
 def _ratio_list(text: str) -> List[float]:

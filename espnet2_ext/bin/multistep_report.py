@@ -58,6 +58,7 @@ import numpy as np
 
 from espnet2_ext.utils.results import (
     atomic_write_bytes,
+    atomic_write_json,
     atomic_write_text,
     markdown_table,
 )
@@ -725,21 +726,8 @@ def build_report(
         "cost": [{k: v for k, v in row.items() if k != "name"} for row in costs],
         "traces": [t.__dict__ for t in traces],
     }
-    atomic_write_text(
-        out_dir / "summary.json",
-        json.dumps(_finite(summary), indent=1, allow_nan=False) + "\n",
-    )
+    atomic_write_json(out_dir / "summary.json", summary)
     return summary
-
-
-def _finite(value):
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -48,6 +48,26 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_finite(value):
+    """``value`` with every non-finite float (NaN, ±inf) replaced by None, recursively
+    through dicts, lists and tuples: strict JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: json_finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def atomic_write_json(path: PathLike, data) -> Path:
+    """Write ``data`` as strict JSON (non-finite floats as null), atomically."""
+    import json
+
+    text = json.dumps(json_finite(data), indent=1, allow_nan=False) + "\n"
+    return atomic_write_text(path, text)
+
+
 def write_csv(
     path: PathLike, rows: Sequence[Mapping[str, object]], fieldnames: Sequence[str]
 ) -> Path:
