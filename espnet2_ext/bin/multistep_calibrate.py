@@ -66,6 +66,7 @@ from espnet2_ext.enh.inference.multistep import (
     calibrate_schedule,
     espnet_model_separate_fn,
 )
+from espnet2_ext.utils.cli import run_command
 from espnet2_ext.utils.results import atomic_write_json
 
 #: ``(mixture [b, C, L], references [b, N, C, L])``: one item of the chunk set.
@@ -574,19 +575,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s (multistep_calibrate) %(levelname)s: %(message)s",
-    )
-    options = vars(args)
-    options.pop("log_level")
-    try:
-        run(**options)
-    except (ValueError, FileNotFoundError) as e:
-        logging.error(str(e))
-        return 1
-    return 0
+    return run_command("multistep_calibrate", get_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from espnet2_ext.utils.cli import run_command
 from espnet2_ext.utils.results import (
     atomic_write_bytes,
     atomic_write_json,
@@ -763,26 +764,13 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report(out_dir: str, **options) -> None:
+    build_report(out_dir=out_dir, **options)
+    logging.info(f"wrote {Path(out_dir) / 'RESULTS.md'}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s (multistep_report) %(levelname)s: %(message)s",
-    )
-    try:
-        build_report(
-            one_step=args.one_step,
-            oracle=args.oracle,
-            schedule=args.schedule,
-            calibration=args.calibration,
-            out_dir=args.out_dir,
-            title=args.title,
-        )
-    except (ValueError, FileNotFoundError) as e:
-        logging.error(str(e))
-        return 1
-    logging.info(f"wrote {Path(args.out_dir) / 'RESULTS.md'}")
-    return 0
+    return run_command("multistep_report", get_parser(), _report, argv)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ from espnet2_ext.enh.head_selection import (
 )
 from espnet2_ext.enh.loss.wrappers.assignment import pairwise_snr
 from espnet2_ext.tasks.enh import EnhancementTask
+from espnet2_ext.utils.cli import run_command
 
 #: Names of the files written into ``--out``.
 MODEL_NAME = "model.pth"
@@ -548,19 +549,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s (select_heads) %(levelname)s: %(message)s",
-    )
-    options = vars(args)
-    options.pop("log_level")
-    try:
-        run(**options)
-    except (ValueError, FileNotFoundError) as e:
-        logging.error(str(e))
-        return 1
-    return 0
+    return run_command("select_heads", get_parser(), run, argv)
 
 
 if __name__ == "__main__":
