@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from espnet2_ext.bin.enh_inference import load_model
-from espnet2_ext.bin.select_heads import read_songs, song_chunks
+from espnet2_ext.datasets.songs import read_songs, song_chunks
 from espnet2_ext.constants import MUSDB_STEMS, MUSIC_SAMPLE_RATE
 from espnet2_ext.enh.inference.metrics_registry import available_metrics, get_metric
 from espnet2_ext.enh.inference.multistep import (

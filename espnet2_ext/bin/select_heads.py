@@ -60,6 +60,7 @@ from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet2_ext.bin.enh_inference import MusicSeparator
 from espnet2_ext.constants import MUSDB_STEMS, MUSIC_SAMPLE_RATE
+from espnet2_ext.datasets.songs import Song, read_songs, song_chunks
 from espnet2_ext.enh.head_selection import (
     HeadSelection,
     HeadVoteCounter,
@@ -74,92 +75,6 @@ from espnet2_ext.utils.cli import run_command
 MODEL_NAME = "model.pth"
 CONFIG_NAME = "config.yaml"
 REPORT_NAME = "heads.json"
-
-
-# ------------------------------------------------------------------------- songs
-@dataclass(frozen=True)
-class Song:
-    """One song of a data folder: its mixture and stem files."""
-
-    uid: str
-    mixture: str
-    stems: Tuple[str, ...]
-
-
-def _read_scp(path: Path) -> Dict[str, str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
-    table: Dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        uid, _, value = line.strip().partition(" ")
-        if not value:
-            raise ValueError(f"{path}:{number}: expected 'uid path', got {line!r}")
-        table[uid] = value.strip()
-    return table
-
-
-def read_songs(data_dir: Union[str, Path], num_stems: int) -> List[Song]:
-    """The songs of a MUSDB18-HQ style data folder (``wav.scp``, ``spk<n>.scp``).
-
-    Raises:
-        ValueError: the stem lists and the mixture list name different songs, or the
-            folder is empty.
-    """
-    data_dir = Path(data_dir)
-    mixtures = _read_scp(data_dir / "wav.scp")
-    stems = [_read_scp(data_dir / f"spk{n}.scp") for n in range(1, num_stems + 1)]
-    for n, table in enumerate(stems, 1):
-        if set(table) != set(mixtures):
-            diff = sorted(set(table) ^ set(mixtures))
-            raise ValueError(
-                f"{data_dir}/spk{n}.scp and wav.scp list different songs ({diff[:3]}"
-                "…); re-run the data preparation (python -m "
-                "espnet2_ext.datasets.musdb18hq)"
-            )
-    if not mixtures:
-        raise ValueError(f"{data_dir}/wav.scp lists no songs")
-    return [
-        Song(uid, mixtures[uid], tuple(table[uid] for table in stems))
-        for uid in sorted(mixtures)
-    ]
-
-
-def _read_audio(path: str, sample_rate: int) -> np.ndarray:
-    """A file as ``[C, T]`` float32, checked against the model's rate."""
-    audio, rate = sf.read(path, dtype="float32", always_2d=True)  # [T, C]
-    if rate != sample_rate:
-        raise ValueError(
-            f"{path} is sampled at {rate} Hz, the model at {sample_rate} Hz"
-        )
-    return np.ascontiguousarray(audio.T)
-
-
-def song_chunks(
-    song: Song, chunk_samples: int, sample_rate: int
-) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """Non-overlapping chunks of a song: ``(mixture [C, L], stems [S, C, L])``.
-
-    Complete chunks only, from the start (the paper's 6 s chunks with a 6 s shift); a
-    song shorter than one chunk gives one chunk of its own length.
-    """
-    mixture = _read_audio(song.mixture, sample_rate)
-    stems = np.stack([_read_audio(p, sample_rate) for p in song.stems])  # [S, C, T]
-    if stems.shape[1:] != mixture.shape:
-        raise ValueError(
-            f"{song.uid}: stems {stems.shape[1:]} and mixture {mixture.shape} differ "
-            "in channels or length"
-        )
-    length = mixture.shape[-1]
-    if length <= chunk_samples:
-        yield mixture, stems
-        return
-    for start in range(0, length - chunk_samples + 1, chunk_samples):
-        yield (
-            mixture[:, start : start + chunk_samples],
-            stems[..., start : start + chunk_samples],
-        )
 
 
 # ------------------------------------------------------------------- measurement

@@ -48,13 +48,12 @@ import torch
 from einops import rearrange
 from tqdm import tqdm
 
-from espnet2_ext.constants import MUSIC_SAMPLE_RATE
+from espnet2_ext.constants import MUSIC_SAMPLE_RATE, WINDOWS
 
 #: Chunk and hop of the MUSDB18-HQ recipe (seeds/002: 12 s chunks, 6 s hop), in samples.
 DEFAULT_CHUNK_SIZE = 12 * MUSIC_SAMPLE_RATE
 DEFAULT_HOP_SIZE = 6 * MUSIC_SAMPLE_RATE
 
-WINDOWS = ("hann", "triangular", "rectangular")
 
 #: ``separate_fn(chunk [K·B, C, L], *aligned_chunks) -> estimates [K·B, N, C, L]``
 SeparateFn = Callable[..., torch.Tensor]

@@ -60,6 +60,7 @@ import torch
 import yaml
 from einops import rearrange
 
+from espnet2_ext.constants import MULTISTEP_GRIDS
 from espnet2_ext.enh.inference.metrics_registry import Metric, get_metric
 
 #: ``separate_fn(mixture [b, C, L]) -> estimates [b, N, C, L]`` in a fixed source order.
@@ -68,7 +69,7 @@ SeparateFn = Callable[[torch.Tensor], torch.Tensor]
 #: Defaults of the paper and of the authors' scripts: T = 20 steps, K = 10 candidates.
 DEFAULT_STEPS = 20
 DEFAULT_CANDIDATES = 10
-GRIDS = ("uniform", "narrowing")
+GRIDS = MULTISTEP_GRIDS
 
 SCHEDULE_FORMAT = "espnet2_ext.multistep_schedule"
 SCHEDULE_VERSION = 1
