@@ -257,10 +257,8 @@ class Separator:
                 )
             return None
         from espnet2_ext.enh.inference.metrics_registry import get_metric
-        from espnet2_ext.enh.inference.multistep import (
-            MultiStepSeparator,
-            espnet_model_separate_fn,
-        )
+        from espnet2_ext.enh.inference.espnet_adapter import espnet_model_separate_fn
+        from espnet2_ext.enh.inference.multistep import MultiStepSeparator
 
         if schedule is not None and metric is not None:
             raise ValueError(

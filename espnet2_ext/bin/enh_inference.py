@@ -42,10 +42,8 @@ from espnet2.legacy.utils.cli_utils import get_commandline_args
 
 from espnet2_ext.enh.inference.chunking import apply_chunked
 from espnet2_ext.enh.inference.metrics_registry import get_metric
-from espnet2_ext.enh.inference.multistep import (
-    MultiStepSeparator,
-    espnet_model_separate_fn,
-)
+from espnet2_ext.enh.inference.espnet_adapter import espnet_model_separate_fn
+from espnet2_ext.enh.inference.multistep import MultiStepSeparator
 from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.zoo.loading import load_model
 from espnet2_ext.utils.audio_io import (

@@ -57,6 +57,7 @@ from espnet2_ext.bin.enh_inference import load_model
 from espnet2_ext.datasets.songs import read_songs, song_chunks
 from espnet2_ext.constants import MUSDB_STEMS, MUSIC_SAMPLE_RATE
 from espnet2_ext.enh.inference.metrics_registry import available_metrics, get_metric
+from espnet2_ext.enh.inference.espnet_adapter import espnet_model_separate_fn
 from espnet2_ext.enh.inference.multistep import (
     GRIDS,
     MultiStepSeparator,
@@ -64,7 +65,6 @@ from espnet2_ext.enh.inference.multistep import (
     SeparateFn,
     apply_schedule_step,
     calibrate_schedule,
-    espnet_model_separate_fn,
 )
 from espnet2_ext.utils.cli import run_command
 from espnet2_ext.utils.results import atomic_write_json

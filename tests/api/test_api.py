@@ -281,10 +281,8 @@ def test_invalid_options_are_refused(packed, tmp_path):
 
 # --------------------------------------------------------------------------- multi-step
 def test_multistep_schedule_refines_with_per_source_blends(packed, tmp_path):
-    from espnet2_ext.enh.inference.multistep import (
-        RatioSchedule,
-        espnet_model_separate_fn,
-    )
+    from espnet2_ext.enh.inference.espnet_adapter import espnet_model_separate_fn
+    from espnet2_ext.enh.inference.multistep import RatioSchedule
 
     schedule = RatioSchedule(
         ratios=[[0.5, None, 1.0, 0.25]], metric="snr", oracle=True

@@ -21,11 +21,11 @@ from espnet2_ext.bin import multistep_calibrate as cmd
 from espnet2_ext.bin.enh_inference import load_model
 from espnet2_ext.bin.select_heads import resolve_config
 from espnet2_ext.enh.inference.metrics_registry import get_metric
+from espnet2_ext.enh.inference.espnet_adapter import espnet_model_separate_fn
 from espnet2_ext.enh.inference.multistep import (
     MultiStepSeparator,
     RatioSchedule,
     calibrate_schedule,
-    espnet_model_separate_fn,
 )
 
 STEPS, CANDIDATES, CHUNK = 2, 3, 0.1  # 0.3 s songs: 3 chunks each

@@ -15,6 +15,7 @@ from espnet2_ext.enh.inference.metrics_registry import (
     register_metric,
     unregister_metric,
 )
+from espnet2_ext.enh.inference.espnet_adapter import espnet_model_separate_fn
 from espnet2_ext.enh.inference.multistep import (
     DEFAULT_CANDIDATES,
     DEFAULT_STEPS,
@@ -22,7 +23,6 @@ from espnet2_ext.enh.inference.multistep import (
     RatioSchedule,
     calibrate_schedule,
     candidate_ratios,
-    espnet_model_separate_fn,
 )
 
 torch.set_num_threads(1)
