@@ -34,13 +34,15 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from espnet2_ext.constants import MUSIC_SAMPLE_RATE
+
 #: Bins per band of the 62-band table for 44.1 kHz audio and ``n_fft = 2048``
 #: (1025 bins): the table of BS-RoFormer, used by BS-Locoformer (MixIT-MSS).
 DEFAULT_BANDS: Tuple[int, ...] = (
     (2,) * 24 + (4,) * 12 + (12,) * 8 + (24,) * 8 + (48,) * 8 + (128, 129)
 )
 #: The STFT that :data:`DEFAULT_BANDS` was made for.
-DEFAULT_BANDS_SAMPLE_RATE = 44100
+DEFAULT_BANDS_SAMPLE_RATE = MUSIC_SAMPLE_RATE
 DEFAULT_BANDS_N_FFT = 2048
 
 #: Width of the hidden layers of the mask decoder, in multiples of the embedding size.

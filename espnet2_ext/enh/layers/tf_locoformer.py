@@ -16,6 +16,7 @@ Einops legend used in this module::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
 import torch
@@ -24,6 +25,83 @@ from einops import rearrange
 from torch import nn
 
 from espnet2_ext.enh.layers.band_split import BandMaskDecoder, BandSplitEncoder
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocoformerBlockConfig:
+    """Arguments of every TF-Locoformer block of a network, defined and checked once.
+
+    The field names are the separator's YAML keys (``separator_conf``): the separator
+    builds one config from its arguments and hands it to every block and path, so the
+    checks below run once per model and their messages name the keys to fix. The
+    defaults are those of the medium paper model.
+
+    Attributes:
+        emb_dim: embedding size D.
+        ffn_hidden_dim: C, the gated width of each conv FFN.
+        n_heads: attention heads; must divide the attention size.
+        norm_groups: groups of the RMS group norms; must divide ``emb_dim``.
+        attention_dim: attention size A (``None``: ``emb_dim``, as in all paper
+            models).
+        ffn_kernel_size: conv FFN kernel.
+        ffn_stride: conv FFN stride, ``1 <= ffn_stride <= ffn_kernel_size``.
+        dropout: dropout in the FFNs and after the attention output projection.
+        attention_dropout: dropout on the attention weights.
+        eps: RMS group norm epsilon.
+        rope: rotary position embedding in both paths (off in the paper).
+    """
+
+    emb_dim: int = 128
+    ffn_hidden_dim: int = 192
+    n_heads: int = 8
+    norm_groups: int = 8
+    attention_dim: Optional[int] = None
+    ffn_kernel_size: int = 8
+    ffn_stride: int = 1
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    eps: float = 1e-5
+    rope: bool = False
+
+    def __post_init__(self) -> None:
+        emb_dim, n_heads = self.emb_dim, self.n_heads
+        if emb_dim < 1 or self.ffn_hidden_dim < 1:
+            raise ValueError(
+                f"emb_dim and ffn_hidden_dim must be positive, got {emb_dim} and "
+                f"{self.ffn_hidden_dim}"
+            )
+        if self.norm_groups < 1 or emb_dim % self.norm_groups != 0:
+            raise ValueError(
+                f"norm_groups={self.norm_groups} does not divide emb_dim={emb_dim}: "
+                "the RMS group norm splits the embedding into equal groups; pick a "
+                "divisor"
+            )
+        attention_size = self.attention_size
+        if n_heads < 1 or attention_size % n_heads != 0:
+            raise ValueError(
+                f"n_heads={n_heads} does not divide the attention size "
+                f"{attention_size} (attention_dim, or emb_dim when attention_dim is "
+                "null); pick a divisor"
+            )
+        if self.rope and (attention_size // n_heads) % 2 != 0:
+            raise ValueError(
+                f"rope: true needs an even per-head size, but {attention_size} / "
+                f"{n_heads} heads = {attention_size // n_heads}"
+            )
+        if not 1 <= self.ffn_stride <= self.ffn_kernel_size:
+            raise ValueError(
+                "need 1 <= ffn_stride <= ffn_kernel_size, got ffn_stride "
+                f"{self.ffn_stride}, ffn_kernel_size {self.ffn_kernel_size}"
+            )
+        for name in ("dropout", "attention_dropout"):
+            p = getattr(self, name)
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p}")
+
+    @property
+    def attention_size(self) -> int:
+        """A: ``attention_dim``, or ``emb_dim`` when it is ``None``."""
+        return self.emb_dim if self.attention_dim is None else self.attention_dim
 
 
 class RMSGroupNorm(nn.Module):
@@ -234,43 +312,32 @@ class LocoformerPath(nn.Module):
     by ½). This is the authors' choice in TF-Locoformer, kept so that their trained
     weights behave the same here.
 
-    Args: see :class:`TFLocoformerBlock`.
+    Args:
+        config: the block arguments (checked by :class:`LocoformerBlockConfig`).
     """
 
-    def __init__(
-        self,
-        emb_dim: int,
-        ffn_hidden_dim: int,
-        n_heads: int,
-        norm_groups: int,
-        attention_dim: Optional[int],
-        ffn_kernel_size: int,
-        ffn_stride: int,
-        dropout: float,
-        attention_dropout: float,
-        eps: float,
-        rope: bool,
-    ):
+    def __init__(self, config: LocoformerBlockConfig):
         super().__init__()
         ffn_kwargs = dict(
-            emb_dim=emb_dim,
-            hidden_dim=ffn_hidden_dim,
-            kernel_size=ffn_kernel_size,
-            stride=ffn_stride,
-            dropout=dropout,
+            emb_dim=config.emb_dim,
+            hidden_dim=config.ffn_hidden_dim,
+            kernel_size=config.ffn_kernel_size,
+            stride=config.ffn_stride,
+            dropout=config.dropout,
         )
-        self.ffn1_norm = RMSGroupNorm(norm_groups, emb_dim, eps=eps)
+        norm_args = (config.norm_groups, config.emb_dim)
+        self.ffn1_norm = RMSGroupNorm(*norm_args, eps=config.eps)
         self.ffn1 = SwiGLUConvFFN(**ffn_kwargs)
-        self.attn_norm = RMSGroupNorm(norm_groups, emb_dim, eps=eps)
+        self.attn_norm = RMSGroupNorm(*norm_args, eps=config.eps)
         self.attn = MultiHeadSelfAttention(
-            emb_dim,
-            n_heads,
-            attention_dim=attention_dim,
-            attention_dropout=attention_dropout,
-            dropout=dropout,
-            rope=rope,
+            config.emb_dim,
+            config.n_heads,
+            attention_dim=config.attention_dim,
+            attention_dropout=config.attention_dropout,
+            dropout=config.dropout,
+            rope=config.rope,
         )
-        self.ffn2_norm = RMSGroupNorm(norm_groups, emb_dim, eps=eps)
+        self.ffn2_norm = RMSGroupNorm(*norm_args, eps=config.eps)
         self.ffn2 = SwiGLUConvFFN(**ffn_kwargs)
 
     def forward(self, x: torch.Tensor, dim: int = -2) -> torch.Tensor:
@@ -292,49 +359,13 @@ class TFLocoformerBlock(nn.Module):
     frames within each band; both are :class:`LocoformerPath`.
 
     Args:
-        emb_dim: D.
-        ffn_hidden_dim: C, the gated width of each conv FFN.
-        n_heads: attention heads.
-        norm_groups: groups of the RMS group norms.
-        attention_dim: attention size A (default D).
-        ffn_kernel_size: conv FFN kernel.
-        ffn_stride: conv FFN stride.
-        dropout: FFN and attention-output dropout.
-        attention_dropout: dropout on the attention weights.
-        eps: RMS group norm epsilon.
-        rope: rotary position embedding in both paths.
+        config: the block arguments (checked by :class:`LocoformerBlockConfig`).
     """
 
-    def __init__(
-        self,
-        emb_dim: int = 128,
-        ffn_hidden_dim: int = 192,
-        n_heads: int = 8,
-        norm_groups: int = 8,
-        attention_dim: Optional[int] = None,
-        ffn_kernel_size: int = 8,
-        ffn_stride: int = 1,
-        dropout: float = 0.1,
-        attention_dropout: float = 0.1,
-        eps: float = 1e-5,
-        rope: bool = False,
-    ):
+    def __init__(self, config: LocoformerBlockConfig):
         super().__init__()
-        path_kwargs = dict(
-            emb_dim=emb_dim,
-            ffn_hidden_dim=ffn_hidden_dim,
-            n_heads=n_heads,
-            norm_groups=norm_groups,
-            attention_dim=attention_dim,
-            ffn_kernel_size=ffn_kernel_size,
-            ffn_stride=ffn_stride,
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            eps=eps,
-            rope=rope,
-        )
-        self.freq_path = LocoformerPath(**path_kwargs)
-        self.time_path = LocoformerPath(**path_kwargs)
+        self.freq_path = LocoformerPath(config)
+        self.time_path = LocoformerPath(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, K, D] → [B, T, K, D]."""
@@ -346,50 +377,34 @@ class BSLocoformer(nn.Module):
     """Band-split TF-Locoformer: complex spectrum in, complex masks out.
 
     Band-wise encoder → ``n_layers`` :class:`TFLocoformerBlock` → band-wise GLU mask
-    decoder. Arguments are those of
-    :class:`~espnet2_ext.enh.separator.bs_locoformer_separator.BSLocoformerSeparator`
-    (which validates them with messages in terms of its YAML keys); ``bands`` must
-    already be valid.
+    decoder. Built by
+    :class:`~espnet2_ext.enh.separator.bs_locoformer_separator.BSLocoformerSeparator`,
+    which checks its arguments with messages in terms of its YAML keys.
+
+    Args:
+        bands: bins per band (already valid, see
+            :func:`~espnet2_ext.enh.layers.band_split.validate_bands`).
+        num_spk: sources N.
+        num_channels: audio channels M.
+        n_layers: TF-Locoformer blocks.
+        block: the arguments of every block (their ``emb_dim`` is also the band
+            encoder's and decoder's embedding size).
     """
 
     def __init__(
         self,
+        *,
         bands: Sequence[int],
-        num_spk: int = 4,
-        num_channels: int = 2,
-        n_layers: int = 6,
-        emb_dim: int = 128,
-        ffn_hidden_dim: int = 192,
-        n_heads: int = 8,
-        norm_groups: int = 8,
-        attention_dim: Optional[int] = None,
-        ffn_kernel_size: int = 8,
-        ffn_stride: int = 1,
-        dropout: float = 0.1,
-        attention_dropout: float = 0.1,
-        eps: float = 1e-5,
-        rope: bool = False,
+        num_spk: int,
+        num_channels: int,
+        n_layers: int,
+        block: LocoformerBlockConfig,
     ):
         super().__init__()
         self.bands = tuple(bands)
-        self.encoder = BandSplitEncoder(self.bands, num_channels, emb_dim)
-        self.blocks = nn.ModuleList(
-            TFLocoformerBlock(
-                emb_dim=emb_dim,
-                ffn_hidden_dim=ffn_hidden_dim,
-                n_heads=n_heads,
-                norm_groups=norm_groups,
-                attention_dim=attention_dim,
-                ffn_kernel_size=ffn_kernel_size,
-                ffn_stride=ffn_stride,
-                dropout=dropout,
-                attention_dropout=attention_dropout,
-                eps=eps,
-                rope=rope,
-            )
-            for _ in range(n_layers)
-        )
-        self.decoder = BandMaskDecoder(self.bands, num_spk, num_channels, emb_dim)
+        self.encoder = BandSplitEncoder(self.bands, num_channels, block.emb_dim)
+        self.blocks = nn.ModuleList(TFLocoformerBlock(block) for _ in range(n_layers))
+        self.decoder = BandMaskDecoder(self.bands, num_spk, num_channels, block.emb_dim)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         """Complex spectrum [B, M, T, F] → complex64 masks [B, N, M, T, F].

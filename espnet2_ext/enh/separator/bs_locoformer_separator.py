@@ -26,7 +26,7 @@ from espnet2_ext.enh.layers.band_split import (
     DEFAULT_BANDS_N_FFT,
     validate_bands,
 )
-from espnet2_ext.enh.layers.tf_locoformer import BSLocoformer
+from espnet2_ext.enh.layers.tf_locoformer import BSLocoformer, LocoformerBlockConfig
 
 #: Paper sizes (MixIT-MSS text; authors' recipe configs): blocks, D, C, heads, groups.
 #: Kernel 8 and stride 1 for all. Use as
@@ -40,6 +40,9 @@ BS_LOCOFORMER_SIZES: Dict[str, Dict[str, int]] = {
         n_layers=9, emb_dim=192, ffn_hidden_dim=256, n_heads=8, norm_groups=8
     ),
 }
+
+#: Defaults of the block arguments (the medium paper model), defined by the config.
+_BLOCK = LocoformerBlockConfig()
 
 #: Floor on the power of each STFT bin when the RMS scale is computed (authors' value):
 #: an all-silent mixture gets a scale of sqrt(1e-15) instead of 0.
@@ -69,38 +72,33 @@ class BSLocoformerSeparator(AbsSeparator):
             table for ``n_fft`` 2048 (needs ``input_dim`` 1025). For other STFTs see
             :func:`espnet2_ext.enh.layers.band_split.scale_bands`.
         n_layers: TF-Locoformer blocks.
-        emb_dim: embedding size D.
-        ffn_hidden_dim: gated width C of the conv FFNs.
-        n_heads: attention heads; must divide ``attention_dim``.
-        norm_groups: RMS group norm groups; must divide ``emb_dim``.
-        attention_dim: attention size A (``None``: ``emb_dim``, as in all paper models).
-        ffn_kernel_size: conv FFN kernel.
-        ffn_stride: conv FFN stride.
-        dropout: dropout in the FFNs and after the attention output projection.
-        attention_dropout: dropout on the attention weights.
-        eps: RMS group norm epsilon.
-        rope: rotary position embedding in the attention (off in the paper).
+        emb_dim, ffn_hidden_dim, n_heads, norm_groups, attention_dim, ffn_kernel_size,
+        ffn_stride, dropout, attention_dropout, eps, rope: the arguments of every
+            block, gathered and checked once in
+            :class:`~espnet2_ext.enh.layers.tf_locoformer.LocoformerBlockConfig`
+            (which documents them; defaults: the medium paper model).
         input_scaling: divide the network's input by the per-channel STFT RMS.
     """
 
     def __init__(
         self,
         input_dim: int = DEFAULT_BANDS_N_FFT // 2 + 1,
+        *,
         num_spk: int = 4,
         num_channels: int = 2,
         bands: Optional[Sequence[int]] = None,
         n_layers: int = 6,
-        emb_dim: int = 128,
-        ffn_hidden_dim: int = 192,
-        n_heads: int = 8,
-        norm_groups: int = 8,
-        attention_dim: Optional[int] = None,
-        ffn_kernel_size: int = 8,
-        ffn_stride: int = 1,
-        dropout: float = 0.1,
-        attention_dropout: float = 0.1,
-        eps: float = 1e-5,
-        rope: bool = False,
+        emb_dim: int = _BLOCK.emb_dim,
+        ffn_hidden_dim: int = _BLOCK.ffn_hidden_dim,
+        n_heads: int = _BLOCK.n_heads,
+        norm_groups: int = _BLOCK.norm_groups,
+        attention_dim: Optional[int] = _BLOCK.attention_dim,
+        ffn_kernel_size: int = _BLOCK.ffn_kernel_size,
+        ffn_stride: int = _BLOCK.ffn_stride,
+        dropout: float = _BLOCK.dropout,
+        attention_dropout: float = _BLOCK.attention_dropout,
+        eps: float = _BLOCK.eps,
+        rope: bool = _BLOCK.rope,
         input_scaling: bool = True,
     ):
         super().__init__()
@@ -123,47 +121,7 @@ class BSLocoformerSeparator(AbsSeparator):
             raise ValueError(f"num_spk must be >= 1, got {num_spk}")
         if n_layers < 0:
             raise ValueError(f"n_layers must be >= 0, got {n_layers}")
-        if emb_dim < 1 or ffn_hidden_dim < 1:
-            raise ValueError(
-                f"emb_dim and ffn_hidden_dim must be positive, got {emb_dim} and "
-                f"{ffn_hidden_dim}"
-            )
-        if norm_groups < 1 or emb_dim % norm_groups != 0:
-            raise ValueError(
-                f"norm_groups={norm_groups} does not divide emb_dim={emb_dim}: the RMS "
-                "group norm splits the embedding into equal groups; pick a divisor"
-            )
-        attention_size = emb_dim if attention_dim is None else attention_dim
-        if n_heads < 1 or attention_size % n_heads != 0:
-            raise ValueError(
-                f"n_heads={n_heads} does not divide the attention size "
-                f"{attention_size} (attention_dim, or emb_dim when attention_dim is "
-                "null); pick a divisor"
-            )
-        if rope and (attention_size // n_heads) % 2 != 0:
-            raise ValueError(
-                f"rope: true needs an even per-head size, but {attention_size} / "
-                f"{n_heads} heads = {attention_size // n_heads}"
-            )
-        if not 1 <= ffn_stride <= ffn_kernel_size:
-            raise ValueError(
-                "need 1 <= ffn_stride <= ffn_kernel_size, got ffn_stride "
-                f"{ffn_stride}, ffn_kernel_size {ffn_kernel_size}"
-            )
-        for name, p in (("dropout", dropout), ("attention_dropout", attention_dropout)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {p}")
-
-        self.input_dim = input_dim
-        self._num_spk = num_spk
-        self.num_channels = num_channels
-        self.input_scaling = input_scaling
-        self.bands = bands
-        self.model = BSLocoformer(
-            bands=bands,
-            num_spk=num_spk,
-            num_channels=num_channels,
-            n_layers=n_layers,
+        self.block_config = LocoformerBlockConfig(
             emb_dim=emb_dim,
             ffn_hidden_dim=ffn_hidden_dim,
             n_heads=n_heads,
@@ -175,6 +133,19 @@ class BSLocoformerSeparator(AbsSeparator):
             attention_dropout=attention_dropout,
             eps=eps,
             rope=rope,
+        )
+
+        self.input_dim = input_dim
+        self._num_spk = num_spk
+        self.num_channels = num_channels
+        self.input_scaling = input_scaling
+        self.bands = bands
+        self.model = BSLocoformer(
+            bands=bands,
+            num_spk=num_spk,
+            num_channels=num_channels,
+            n_layers=n_layers,
+            block=self.block_config,
         )
 
     @property

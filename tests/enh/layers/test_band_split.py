@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from espnet2_ext.constants import MUSIC_SAMPLE_RATE
 from espnet2_ext.enh.layers.band_split import (
     DEFAULT_BANDS,
     BandGroup,
@@ -85,13 +86,13 @@ def test_validate_bands_rejects_empty_and_non_positive(bands):
 
 
 def test_scale_bands_is_identity_on_the_reference_stft():
-    assert scale_bands(2048, 44100) == DEFAULT_BANDS
+    assert scale_bands(2048, MUSIC_SAMPLE_RATE) == DEFAULT_BANDS
 
 
 def test_scale_bands_keeps_edges_in_hz():
     # twice the FFT size at the same rate: every band twice as wide (the last band
     # ends at the new Nyquist bin 2048, so it gets 2 * 129 - 1 bins)
-    bands = scale_bands(4096, 44100)
+    bands = scale_bands(4096, MUSIC_SAMPLE_RATE)
     assert len(bands) == 62
     assert list(bands[:-1]) == [2 * w for w in DEFAULT_BANDS[:-1]]
     assert bands[-1] == 2 * 129 - 1
@@ -102,7 +103,7 @@ def test_scale_bands_keeps_edges_in_hz():
     assert list(bands[:-1]) == [w // 2 for w in DEFAULT_BANDS[:-1]]
     assert bands[-1] == 1025 - 896 // 2
     # a coarser STFT merges bands that would be narrower than one bin
-    bands = scale_bands(512, 44100)
+    bands = scale_bands(512, MUSIC_SAMPLE_RATE)
     assert len(bands) < 62 and min(bands) == 1 and sum(bands) == 257
 
 

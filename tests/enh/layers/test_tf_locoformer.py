@@ -1,5 +1,6 @@
 """TF-Locoformer parts: RMS group norm, conv SwiGLU FFN, attention, blocks."""
 
+import dataclasses
 import math
 
 import pytest
@@ -8,6 +9,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from espnet2_ext.enh.layers.tf_locoformer import (
+    LocoformerBlockConfig,
     LocoformerPath,
     MultiHeadSelfAttention,
     RMSGroupNorm,
@@ -18,7 +20,7 @@ from espnet2_ext.enh.layers.tf_locoformer import (
 
 torch.set_num_threads(1)
 
-TINY = dict(
+TINY = LocoformerBlockConfig(
     emb_dim=8,
     ffn_hidden_dim=6,
     n_heads=2,
@@ -123,7 +125,7 @@ def test_attention_along_an_inner_axis_matches_the_transposed_grid():
 
 def test_path_along_an_inner_axis_matches_the_transposed_grid():
     torch.manual_seed(0)
-    path = LocoformerPath(**TINY).eval()
+    path = LocoformerPath(TINY).eval()
     x = torch.randn(2, 6, 3, 8)  # sequences along axis 1
     expected = path(x.transpose(1, 2)).transpose(1, 2)
     torch.testing.assert_close(path(x, dim=1), expected, rtol=1e-5, atol=1e-6)
@@ -223,7 +225,7 @@ def test_attention_rejects_invalid_heads(kwargs, key):
 
 def test_path_is_macaron_ffn_attention_ffn_without_half_factor():
     torch.manual_seed(0)
-    path = LocoformerPath(**TINY).eval()
+    path = LocoformerPath(TINY).eval()
     x = torch.randn(2, 3, 5, 8)
     x1 = x + path.ffn1(path.ffn1_norm(x))  # full residual: no 0.5
     h = path.attn(path.attn_norm(x1).reshape(6, 5, 8)).reshape(2, 3, 5, 8)
@@ -234,7 +236,7 @@ def test_path_is_macaron_ffn_attention_ffn_without_half_factor():
 
 def test_block_mixes_bands_then_frames_and_keeps_the_shape():
     torch.manual_seed(0)
-    block = TFLocoformerBlock(**TINY).eval()
+    block = TFLocoformerBlock(TINY).eval()
     x = torch.randn(1, 6, 5, 8, requires_grad=True)  # [B, T, K, D]
     y = block(x)
     assert y.shape == x.shape and y.is_contiguous()
@@ -249,14 +251,16 @@ def test_block_mixes_bands_then_frames_and_keeps_the_shape():
 
 
 def test_block_gradient_reaches_every_parameter():
-    block = TFLocoformerBlock(**{**TINY, "dropout": 0.1, "attention_dropout": 0.1})
+    block = TFLocoformerBlock(
+        dataclasses.replace(TINY, dropout=0.1, attention_dropout=0.1)
+    )
     block(torch.randn(2, 4, 3, 8)).square().sum().backward()
     for name, p in block.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
 def test_block_is_finite_under_bf16_autocast():
-    block = TFLocoformerBlock(**TINY).eval()
+    block = TFLocoformerBlock(TINY).eval()
     x = torch.randn(1, 5, 4, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = block(x)
@@ -266,9 +270,9 @@ def test_block_is_finite_under_bf16_autocast():
 
 def test_medium_blocks_hold_15_0_million_parameters():
     with torch.device("meta"):
-        blocks = [
-            TFLocoformerBlock(emb_dim=128, ffn_hidden_dim=192, n_heads=8, norm_groups=8)
-            for _ in range(6)
-        ]
+        medium = LocoformerBlockConfig(
+            emb_dim=128, ffn_hidden_dim=192, n_heads=8, norm_groups=8
+        )
+        blocks = [TFLocoformerBlock(medium) for _ in range(6)]
     n = sum(p.numel() for block in blocks for p in block.parameters())
     assert abs(n - 15.0e6) / 15.0e6 < 0.01, n

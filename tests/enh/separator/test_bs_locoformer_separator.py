@@ -8,6 +8,7 @@ from espnet2.enh.decoder.stft_decoder import STFTDecoder
 from espnet2.enh.encoder.stft_encoder import STFTEncoder
 from espnet2.enh.separator.abs_separator import AbsSeparator
 
+from espnet2_ext.constants import MUSIC_SAMPLE_RATE
 from espnet2_ext.enh.layers.band_split import scale_bands
 from espnet2_ext.enh.separator.bs_locoformer_separator import (
     BS_LOCOFORMER_SIZES,
@@ -17,7 +18,7 @@ from espnet2_ext.enh.separator.bs_locoformer_separator import (
 
 torch.set_num_threads(1)
 
-SR = 44100
+SR = MUSIC_SAMPLE_RATE
 # tiny network on the real 62-band table (n_fft 2048, 1025 bins)
 TINY = dict(n_layers=1, emb_dim=8, ffn_hidden_dim=8, n_heads=2, norm_groups=2)
 
