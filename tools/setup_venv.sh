@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Creates (or completes) .venv/ in the repository root for this project's CPU machines:
 # Python 3.11, the torch 2.13.0 CPU wheel that lies on disk, ESPnet 202611 and the pinned
-# dependencies of requirements/cpu-py311.lock, a pure-Python torchaudio (see
-# tools/make_pure_torchaudio_wheel.py), and espnet2_ext itself in editable mode.
+# dependencies of requirements/cpu-py311.lock (with the formatters black and isort that
+# .ci/run checks), a pure-Python torchaudio (see tools/make_pure_torchaudio_wheel.py), and
+# espnet2_ext itself in editable mode.
 # Also installs the Debian packages the project uses (ffmpeg for museval, fluidsynth and the
 # GM soundfont for the embedded data, espeak-ng and sox) when they are missing.
 #
-# Idempotent: a finished venv is recognised by a stamp that holds the lock file's hash.
+# Idempotent: a finished venv is recognised by a stamp that holds the hash of the lock file,
+# this script, setup.py and pyproject.toml.
 # Never lets pip pull a CUDA torch: torch==2.13.0 is repeated in every pip command.
 set -euo pipefail
 
@@ -39,7 +41,7 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
 fi
 
 # --- the virtual environment ----------------------------------------------------------------
-stamp_value=$(cat "$lock" "$0" "$root/setup.py" | sha256sum | cut -c1-16)
+stamp_value=$(cat "$lock" "$0" "$root/setup.py" "$root/pyproject.toml" | sha256sum | cut -c1-16)
 stamp=$venv/.espnet2_ext_setup
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_value" ] && [ -x "$venv/bin/python" ]; then
   log "$venv is up to date"
@@ -74,7 +76,7 @@ log "installing espnet2_ext (editable)"
 
 "$venv/bin/python" -m pip check >/dev/null 2>&1 || { "$venv/bin/python" -m pip check; exit 1; }
 "$venv/bin/python" - <<'PY'
-import torch, torchaudio, espnet2.tasks.enh, espnet2_ext  # noqa: F401
+import torch, torchaudio, espnet2.tasks.enh, espnet2_ext, black, isort  # noqa: F401
 assert torch.__version__.startswith("2.13.0"), torch.__version__
 assert not torch.cuda.is_available() or True
 PY
