@@ -43,10 +43,12 @@ from espnet2_ext.enh.inference.chunking import (  # noqa: E402
     apply_chunked,
     chunk_starts,
 )
+from espnet2_ext.enh.inference.espnet_adapter import (  # noqa: E402
+    espnet_model_separate_fn,
+)
 from espnet2_ext.enh.inference.multistep import (  # noqa: E402
     MultiStepSeparator,
     RatioSchedule,
-    espnet_model_separate_fn,
 )
 
 N_STEMS = 4

@@ -20,25 +20,26 @@ and returns scores to **maximise**, [B, N, C] (one per item, source and channel)
 [B, N] (one per item and source; the selection is then shared by all channels).
 A loss must be negated before it is registered.
 
-Registry rules (the same as the ESPnet choice tables in :mod:`espnet2_ext.registry`):
-names are lower case, a name is never overwritten, and the built-in names stay built in.
+The metrics live in the plugin's one guarded
+:class:`~espnet2_ext.utils.registry.Registry`: names are lower case, a name is never
+overwritten, and the built-in names stay built in.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import torch
 from einops import rearrange
 from espnet2.enh.loss.criterions.time_domain import SISNRLoss, SNRLoss
 
+from espnet2_ext.utils.registry import Registry
+
 #: ``fn(estimate [B, N, C, L], reference [B, N, C, L] | None, mixture [B, C, L])``
 #: ``-> scores [B, N, C] or [B, N]`` (higher is better).
 MetricFn = Callable[[torch.Tensor, Optional[torch.Tensor], torch.Tensor], torch.Tensor]
-
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -109,15 +110,13 @@ class Metric:
         return scores.float()
 
 
-_METRICS: Dict[str, Metric] = {}
+#: The registry (:class:`~espnet2_ext.utils.registry.Registry`): lower-case names, no
+#: overwriting, built-in metrics cannot be removed.
+_METRICS: Registry[Metric] = Registry("metric", base=Metric)
 
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(
-            f"metric names are lower case letters, digits and '_', starting with a "
-            f"letter (got {name!r}); e.g. register_metric('utmos', fn)"
-        )
+# The Registry checks names too; checking them here first keeps this module's message,
+# which shows how to register a metric.
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def register_metric(
@@ -136,26 +135,29 @@ def register_metric(
         ValueError: the name is not lower case / not an identifier, or it is taken.
         TypeError: ``fn`` is not callable.
     """
-    _check_name(name)
-    if name in _METRICS:
+    if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(
-            f"metric {name!r} is already registered; pick another name (or "
-            "unregister_metric it first if it is yours)"
+            f"metric names are lower case letters, digits and '_', starting with a "
+            f"letter (got {name!r}); e.g. register_metric('utmos', fn)"
         )
     if not callable(fn):
         raise TypeError(f"metric {name!r}: fn must be callable, got {fn!r}")
     metric = Metric(name=name, fn=fn, requires_reference=bool(requires_reference))
-    _METRICS[name] = metric
-    return metric
+    try:
+        return _METRICS.add(name, metric)
+    except ValueError as e:  # the name is taken
+        raise ValueError(
+            f"{e} (or unregister_metric it first if it is yours)"
+        ) from None
 
 
 def unregister_metric(name: str) -> None:
-    """Remove a user-registered metric (built-in metrics cannot be removed)."""
-    if name not in _METRICS:
-        raise ValueError(f"metric {name!r} is not registered")
-    if _METRICS[name].builtin:
-        raise ValueError(f"metric {name!r} is built in and cannot be removed")
-    del _METRICS[name]
+    """Remove a user-registered metric (built-in metrics cannot be removed).
+
+    Raises:
+        ValueError: unknown or built-in name.
+    """
+    _METRICS.remove(name)
 
 
 def get_metric(name: str) -> Metric:
@@ -164,17 +166,15 @@ def get_metric(name: str) -> Metric:
     Raises:
         ValueError: unknown name (the message lists the known ones).
     """
-    if name not in _METRICS:
-        raise ValueError(
-            f"unknown metric {name!r}; registered metrics: {available_metrics()} "
-            "(add one with register_metric)"
-        )
-    return _METRICS[name]
+    try:
+        return _METRICS.get(name)
+    except ValueError as e:
+        raise ValueError(f"{e} (add one with register_metric)") from None
 
 
 def available_metrics() -> List[str]:
     """Names of all registered metrics, sorted."""
-    return sorted(_METRICS)
+    return _METRICS.names()
 
 
 def _per_signal(
@@ -218,4 +218,8 @@ def si_sdr(
 
 
 for _name, _fn in (("snr", snr), ("si_sdr", si_sdr)):
-    _METRICS[_name] = Metric(name=_name, fn=_fn, requires_reference=True, builtin=True)
+    _METRICS.add(
+        _name,
+        Metric(name=_name, fn=_fn, requires_reference=True, builtin=True),
+        builtin=True,
+    )

@@ -9,13 +9,13 @@ import torch
 from espnet2.tasks.enh import EnhancementTask
 
 from espnet2_ext.enh.inference.chunking import apply_chunked, chunk_starts
+from espnet2_ext.enh.inference.espnet_adapter import espnet_model_separate_fn
 from espnet2_ext.enh.inference.metrics_registry import (
     available_metrics,
     get_metric,
     register_metric,
     unregister_metric,
 )
-from espnet2_ext.enh.inference.espnet_adapter import espnet_model_separate_fn
 from espnet2_ext.enh.inference.multistep import (
     DEFAULT_CANDIDATES,
     DEFAULT_STEPS,

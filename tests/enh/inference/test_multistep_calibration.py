@@ -1,4 +1,4 @@
-"""The schedule-calibration command, on a tiny random stereo BS-Locoformer.
+"""Schedule calibration (the command and its library), on a tiny random BS-Locoformer.
 
 The model is untrained (random weights): calibration does not need a good separator to
 be checked. What is checked: the command writes a schedule that the inference options
@@ -17,16 +17,22 @@ import torch
 import yaml
 from conftest import FS, TINY_SEPARATOR_CONF, write_stereo_set
 
-from espnet2_ext.bin import multistep_calibrate as cmd
-from espnet2_ext.bin.enh_inference import load_model
-from espnet2_ext.bin.select_heads import resolve_config
-from espnet2_ext.enh.inference.metrics_registry import get_metric
+from espnet2_ext.bin.multistep_calibrate import main
+from espnet2_ext.enh.head_selection_run import resolve_config
 from espnet2_ext.enh.inference.espnet_adapter import espnet_model_separate_fn
+from espnet2_ext.enh.inference.metrics_registry import get_metric
 from espnet2_ext.enh.inference.multistep import (
     MultiStepSeparator,
     RatioSchedule,
     calibrate_schedule,
 )
+from espnet2_ext.enh.inference.multistep.song_calibration import (
+    REPORT_NAME,
+    SongChunks,
+    run_calibration,
+    stem_levels_db,
+)
+from espnet2_ext.zoo import load_model
 
 STEPS, CANDIDATES, CHUNK = 2, 3, 0.1  # 0.3 s songs: 3 chunks each
 
@@ -76,7 +82,7 @@ def calibrated(tmp_path_factory):
     valid = data_dir(write_stereo_set(root / "valid", n_utts=2, seconds=0.3, seed=0))
     test = data_dir(write_stereo_set(root / "test", n_utts=1, seconds=0.2, seed=1))
     output = root / "exp" / "multistep_schedule.yaml"
-    code = cmd.main(
+    code = main(
         [
             "--train_config", str(config),
             "--model_file", str(model_file),
@@ -89,7 +95,7 @@ def calibrated(tmp_path_factory):
             "--eval_data", str(test),
         ]
     )  # fmt: skip
-    report = yaml.safe_load((output.parent / cmd.REPORT_NAME).read_text())
+    report = yaml.safe_load((output.parent / REPORT_NAME).read_text())
     return dict(
         code=code,
         config=config,
@@ -216,7 +222,7 @@ def test_replayed_traces_reproduce_the_calibration(calibrated):
 
 def test_the_table_is_printed(tmp_path, calibrated, capsys):
     out = tmp_path / "s.json"
-    code = cmd.main(
+    code = main(
         [
             "--train_config", str(calibrated["config"]),
             "--model_file", str(calibrated["model_file"]),
@@ -233,7 +239,7 @@ def test_the_table_is_printed(tmp_path, calibrated, capsys):
     lines = [ln.split() for ln in text.splitlines() if ln.strip()[:1].isdigit()]
     assert [ln[0] for ln in lines] == ["0", "1"]
     assert lines[1][1] in ("0.500", "keep")
-    report = yaml.safe_load((tmp_path / cmd.REPORT_NAME).read_text())
+    report = yaml.safe_load((tmp_path / REPORT_NAME).read_text())
     assert report["traces"] == {} and report["validation"]["chunks"] == 2
     # one 0.3 s chunk per song; one blend (0.5) per step and source
     schedule = RatioSchedule.load(out)
@@ -241,7 +247,7 @@ def test_the_table_is_printed(tmp_path, calibrated, capsys):
 
 
 def test_traces_on_eval_data_only(tmp_path, calibrated):
-    code = cmd.main(
+    code = main(
         [
             "--train_config", str(calibrated["config"]),
             "--model_file", str(calibrated["model_file"]),
@@ -254,7 +260,7 @@ def test_traces_on_eval_data_only(tmp_path, calibrated):
         ]
     )  # fmt: skip
     assert code == 0
-    report = yaml.safe_load((tmp_path / cmd.REPORT_NAME).read_text())
+    report = yaml.safe_load((tmp_path / REPORT_NAME).read_text())
     assert list(report["traces"]) == [str(calibrated["test"])]
     assert list(report["traces"][str(calibrated["test"])]) == ["si_sdr"]
     schedule = RatioSchedule.load(tmp_path / "s.yaml")
@@ -271,18 +277,18 @@ def test_chunks_with_an_inactive_stem_are_left_out(tmp_path):
     audio[: int(0.1 * FS)] = 0.0  # stem 2 silent in the first chunk of utt0
     sf.write(path, audio, FS, subtype="FLOAT")
     folder = data_dir(scps)
-    chunks = cmd.SongChunks(folder, num_stems=2, chunk_seconds=0.1, batch_chunks=2)
+    chunks = SongChunks(folder, num_stems=2, chunk_seconds=0.1, batch_chunks=2)
     assert chunks.total_chunks == 6 and chunks.inactive_chunks == 1
     assert chunks.num_chunks == 5
     assert [mix.shape[0] for mix, _ in chunks] == [2, 2, 1]
     for mix, ref in chunks:
         assert ref.shape == (mix.shape[0], 2, 2, int(0.1 * FS))
         torch.testing.assert_close(ref.sum(dim=1), mix, atol=1e-6, rtol=0)
-    every = cmd.SongChunks(
+    every = SongChunks(
         folder, num_stems=2, chunk_seconds=0.1, inactive_threshold_db=None
     )
     assert every.num_chunks == 6
-    few = cmd.SongChunks(folder, num_stems=2, chunk_seconds=0.1, max_chunks=2)
+    few = SongChunks(folder, num_stems=2, chunk_seconds=0.1, max_chunks=2)
     assert few.num_chunks == 2 and few.skipped_chunks == 3
     assert sum(mix.shape[0] for mix, _ in few) == 2
     # evenly spaced over the 5 active chunks: the first and the last
@@ -293,7 +299,7 @@ def test_chunks_with_an_inactive_stem_are_left_out(tmp_path):
 def test_stem_levels_are_relative_to_the_mixture():
     mix = np.ones((2, 100), dtype=np.float32)
     stems = np.stack([0.1 * mix, 0.0 * mix])
-    levels = cmd.stem_levels_db(mix, stems)
+    levels = stem_levels_db(mix, stems)
     assert levels[0] == pytest.approx(-20.0)
     assert levels[1] == -np.inf
 
@@ -305,15 +311,17 @@ def test_invalid_options_are_clear_errors(tmp_path, calibrated):
         data_dir=calibrated["valid"],
     )
     with pytest.raises(ValueError, match="one name per output"):
-        cmd.run(**common, output=tmp_path / "s.yaml", stems=["a", "b", "c"], steps=1)
+        run_calibration(
+            **common, output=tmp_path / "s.yaml", stems=["a", "b", "c"], steps=1
+        )
     with pytest.raises(ValueError, match=r"\.yaml, \.yml or \.json"):
-        cmd.run(**common, output=tmp_path / "s.txt")
+        run_calibration(**common, output=tmp_path / "s.txt")
     with pytest.raises(ValueError, match="unknown metric"):
-        cmd.run(**common, output=tmp_path / "s.yaml", trace_metrics=["nope"])
+        run_calibration(**common, output=tmp_path / "s.yaml", trace_metrics=["nope"])
     with pytest.raises(ValueError, match="chunk_seconds must be > 0"):
-        cmd.SongChunks(calibrated["valid"], num_stems=2, chunk_seconds=0)
+        SongChunks(calibrated["valid"], num_stems=2, chunk_seconds=0)
     # the command reports errors with exit status 1
-    assert cmd.main(
+    assert main(
         ["--train_config", str(calibrated["config"]), "--model_file",
          str(calibrated["model_file"]), "--data_dir", str(tmp_path / "missing"),
          "--output", str(tmp_path / "s.yaml"), "--stems", "s1", "s2"]

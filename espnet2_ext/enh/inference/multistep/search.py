@@ -1,4 +1,4 @@
-"""Training-free multi-step inference for any separator (seeds/000, DESIGN.md §5).
+"""Training-free multi-step inference: the candidate search (seeds/000, DESIGN.md §5).
 
 A pretrained one-step separator ``f`` is applied again to blends of the mixture ``x0``
 and its own previous estimate, keeping at each step the blend whose output scores best::
@@ -38,9 +38,11 @@ What this module does, and why:
   convex blend of the mixture and the estimates stays within their own range anyway.
 * **Three modes.** An oracle metric (SNR, SI-SDR against the references) — every result is
   labelled *oracle*; a non-intrusive metric registered by the user (blind, deployable);
-  or a fixed schedule of ratios per step and source chosen on a validation set by
-  :func:`calibrate_schedule` (deployable: no reference, no metric, one pass per source
-  and step).
+  or a fixed schedule of ratios per step and source
+  (:class:`~espnet2_ext.enh.inference.multistep.schedule.RatioSchedule`) chosen on a
+  validation set by
+  :func:`~espnet2_ext.enh.inference.multistep.calibration.calibrate_schedule`
+  (deployable: no reference, no metric, one pass per source and step).
 
 Shapes (einops legend): ``B`` items, ``N`` sources, ``C`` audio channels, ``L`` samples,
 ``G`` candidates run together, ``S`` sources blended in one call, ``M`` separator outputs
@@ -49,30 +51,23 @@ Shapes (einops legend): ``B`` items, ``N`` sources, ``C`` audio channels, ``L`` 
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
-import yaml
 from einops import rearrange
 
 from espnet2_ext.constants import MULTISTEP_GRIDS
+from espnet2_ext.enh.inference.espnet_adapter import SeparateFn
 from espnet2_ext.enh.inference.metrics_registry import Metric, get_metric
-
-#: ``separate_fn(mixture [b, C, L]) -> estimates [b, N, C, L]`` in a fixed source order.
-SeparateFn = Callable[[torch.Tensor], torch.Tensor]
+from espnet2_ext.enh.inference.multistep.schedule import RatioSchedule, check_ratio
 
 #: Defaults of the paper and of the authors' scripts: T = 20 steps, K = 10 candidates.
 DEFAULT_STEPS = 20
 DEFAULT_CANDIDATES = 10
 GRIDS = MULTISTEP_GRIDS
-
-SCHEDULE_FORMAT = "espnet2_ext.multistep_schedule"
-SCHEDULE_VERSION = 1
 
 
 def candidate_ratios(
@@ -99,142 +94,6 @@ def candidate_ratios(
     return [scale * r for r in base]
 
 
-def _check_ratio(r: float, where: str) -> float:
-    if not isinstance(r, (int, float)) or isinstance(r, bool) or not 0.0 <= r <= 1.0:
-        raise ValueError(
-            f"{where}: mixture weights must be numbers in [0, 1] (1 = the mixture "
-            f"alone, 0 = the previous estimate alone), got {r!r}"
-        )
-    return float(r)
-
-
-# --------------------------------------------------------------------------- schedule
-@dataclass
-class RatioSchedule:
-    """Fixed mixture weights per step and source, for reference-free multi-step inference.
-
-    Chosen on a validation set by :func:`calibrate_schedule`: at step ``t`` and for source
-    ``n``, the weight whose output maximised the metric on average over the validation
-    items (all following the schedule of the earlier steps), or ``None`` where keeping the
-    previous estimate was best.
-
-    Args:
-        ratios: [T][N] mixture weights in [0, 1]; ``None`` keeps the previous estimate.
-        metric: the metric the weights were selected with.
-        oracle: whether that metric needed references (the validation results stored
-            here are then oracle numbers; applying the schedule needs none).
-        sources: optional source names (e.g. the MUSDB stems), length N.
-        validation_scores: optional [T + 1][N] mean metric on the validation set after
-            each step (step 0: one-step inference).
-        search: how the weights were searched (grid, candidates, per_source, …).
-    """
-
-    ratios: List[List[Optional[float]]]
-    metric: str
-    oracle: bool
-    sources: Optional[List[str]] = None
-    validation_scores: Optional[List[List[float]]] = None
-    search: Dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.ratios, list) or not all(
-            isinstance(row, list) for row in self.ratios
-        ):
-            raise ValueError("ratios must be a list (steps) of lists (sources)")
-        if not self.ratios:
-            raise ValueError("a schedule needs at least one step")
-        widths = {len(row) for row in self.ratios}
-        if len(widths) > 1 or widths == {0}:
-            raise ValueError(
-                f"every step needs one weight per source; got rows of lengths "
-                f"{sorted(widths)}"
-            )
-        self.ratios = [
-            [
-                None if r is None else _check_ratio(r, f"ratios[{t}][{n}]")
-                for n, r in enumerate(row)
-            ]
-            for t, row in enumerate(self.ratios)
-        ]
-        n_src = self.num_sources
-        if self.sources is not None:
-            self.sources = [str(s) for s in self.sources]
-            if len(self.sources) != n_src:
-                raise ValueError(
-                    f"{len(self.sources)} source names for {n_src} sources per step"
-                )
-        if self.validation_scores is not None:
-            scores = [[float(v) for v in row] for row in self.validation_scores]
-            if len(scores) != self.steps + 1 or any(
-                len(row) != n_src for row in scores
-            ):
-                raise ValueError(
-                    "validation_scores must be [steps + 1][sources] = "
-                    f"[{self.steps + 1}][{n_src}]"
-                )
-            self.validation_scores = scores
-        self.oracle = bool(self.oracle)
-        self.search = dict(self.search)
-
-    @property
-    def steps(self) -> int:
-        return len(self.ratios)
-
-    @property
-    def num_sources(self) -> int:
-        return len(self.ratios[0])
-
-    @property
-    def label(self) -> str:
-        how = f"oracle {self.metric}" if self.oracle else self.metric
-        return f"deployable (schedule selected with {how} on a validation set)"
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"format": SCHEDULE_FORMAT, "version": SCHEDULE_VERSION, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "RatioSchedule":
-        data = dict(data)
-        if data.pop("format", None) != SCHEDULE_FORMAT:
-            raise ValueError(
-                f"not a multi-step schedule (format is not {SCHEDULE_FORMAT!r})"
-            )
-        version = data.pop("version", None)
-        if version != SCHEDULE_VERSION:
-            raise ValueError(
-                f"schedule version {version!r} is not supported (expected "
-                f"{SCHEDULE_VERSION})"
-            )
-        return cls(**data)
-
-    def save(self, path: Union[str, Path]) -> Path:
-        """Write as JSON (``.json``) or YAML (``.yaml``/``.yml``); returns the path."""
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in (".json", ".yaml", ".yml"):
-            raise ValueError(f"schedule files end in .json, .yaml or .yml, got {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as f:
-            if suffix == ".json":
-                json.dump(self.to_dict(), f, indent=2)
-                f.write("\n")
-            else:
-                yaml.safe_dump(self.to_dict(), f, sort_keys=False)
-        return path
-
-    @classmethod
-    def load(cls, path: Union[str, Path]) -> "RatioSchedule":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"schedule file not found: {path}")
-        with path.open(encoding="utf-8") as f:
-            data = json.load(f) if path.suffix.lower() == ".json" else yaml.safe_load(f)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} does not hold a schedule mapping")
-        return cls.from_dict(data)
-
-
-# --------------------------------------------------------------------------- separator
 class MultiStepSeparator:
     """Multi-step inference around any separation function.
 
@@ -246,7 +105,8 @@ class MultiStepSeparator:
 
     Args:
         separate_fn: ``f(mixture [b, C, L]) -> [b, N, C, L]``, fixed source order
-            (:func:`~espnet2_ext.enh.inference.espnet_adapter.espnet_model_separate_fn` adapts an ESPnet enh model).
+            (:func:`~espnet2_ext.enh.inference.espnet_adapter.espnet_model_separate_fn`
+            adapts an ESPnet enh model).
         steps: T (default 20; with a schedule, the schedule's own length).
         candidates: K mixture weights per step (default 10, or ``len(ratios)``).
         grid: ``"uniform"`` or ``"narrowing"`` (see the module docstring).
@@ -318,7 +178,7 @@ class MultiStepSeparator:
             if self.steps < 0:
                 raise ValueError(f"steps must be >= 0, got {steps}")
             if ratios is not None:
-                self.ratios = [_check_ratio(r, "ratios") for r in ratios]
+                self.ratios = [check_ratio(r, "ratios") for r in ratios]
                 if not self.ratios:
                     raise ValueError(
                         "ratios is empty: give at least one mixture weight"
@@ -363,18 +223,34 @@ class MultiStepSeparator:
             step, steps=self.steps, candidates=self.candidates, grid=self.grid
         )
 
-    # ------------------------------------------------------------------ internals
-    def _separate(self, mixture: torch.Tensor, n_src: Optional[int]) -> torch.Tensor:
-        """Run ``separate_fn`` once on [R, C, L] rows, checking its output [R, N, C, L]."""
-        est = self.separate_fn(mixture)
-        rows, n_chan, length = mixture.shape
+    # ------------------------------------------------------------------ building blocks
+    # Public: calibration and trace replays are built from them
+    # (espnet2_ext.enh.inference.multistep.calibration); every separator pass goes
+    # through run_separator, so the pass counts of separate() include them.
+    def run_separator(
+        self, inputs: torch.Tensor, num_sources: Optional[int] = None
+    ) -> torch.Tensor:
+        """Run ``separate_fn`` once, counted, and check what it returns.
+
+        Args:
+            inputs: [R, C, L] rows (mixtures or blends).
+            num_sources: the N the output must have (``None``: any).
+
+        Returns:
+            estimates [R, N, C, L].
+
+        Raises:
+            ValueError: the output is not a tensor of that shape.
+        """
+        est = self.separate_fn(inputs)
+        rows, n_chan, length = inputs.shape
         if (
             not isinstance(est, torch.Tensor)
             or est.dim() != 4
             or est.shape[0] != rows
             or est.shape[2] != n_chan
             or est.shape[3] != length
-            or (n_src is not None and est.shape[1] != n_src)
+            or (num_sources is not None and est.shape[1] != num_sources)
         ):
             got = (
                 tuple(est.shape)
@@ -382,7 +258,7 @@ class MultiStepSeparator:
                 else type(est).__name__
             )
             raise ValueError(
-                f"separate_fn returned {got} for input {tuple(mixture.shape)}; it must "
+                f"separate_fn returned {got} for input {tuple(inputs.shape)}; it must "
                 f"return [{rows}, N, {n_chan}, {length}] (rows, sources, channels, "
                 "samples) with the same N every call"
             )
@@ -390,7 +266,7 @@ class MultiStepSeparator:
         self._rows += rows
         return est
 
-    def _run_blends(
+    def separate_blends(
         self,
         mixture: torch.Tensor,
         previous: torch.Tensor,
@@ -398,6 +274,8 @@ class MultiStepSeparator:
         sources: torch.Tensor,
     ) -> torch.Tensor:
         """Separate per-source blends of the mixture and the previous estimate.
+
+        All ``G · B · S`` blends go through the separator in one call.
 
         Args:
             mixture: x0 [B, C, L].
@@ -414,24 +292,34 @@ class MultiStepSeparator:
         # r · x0 + (1 − r) · y_{t−1, s} in one op (exactly x0 at r = 1)
         start = previous[None, :, sources.to(previous.device)]
         blend = torch.lerp(start, mixture[None, :, None].to(start), r)
-        out = self._separate(
+        out = self.run_separator(
             rearrange(blend, "g b s c l -> (g b s) c l"), previous.shape[1]
         )
         out = rearrange(out, "(g b s) m c l -> g b s m c l", g=n_groups, s=n_sel)
         # keep output m = sources[s] of the pass that blended source sources[s]
         return out[:, :, torch.arange(n_sel, device=out.device), sources.to(out.device)]
 
-    def _iter_candidates(
+    def iter_candidates(
         self,
         mixture: torch.Tensor,
         previous: torch.Tensor,
         y0: torch.Tensor,
         ratios: Sequence[float],
-    ):
-        """Yield ``(k, ratios[k], candidate [B, N, C, L])`` for every weight of a step.
+    ) -> Iterator[Tuple[int, float, torch.Tensor]]:
+        """The candidates of one step, every source blended with the same weight.
 
-        Weights of exactly 1 come first, as ``y0`` (when ``reuse_mixture_pass``); the rest
-        are separated ``candidate_batch`` at a time (all at once by default), in order.
+        Weights of exactly 1 come first, as ``y0`` (when ``reuse_mixture_pass``); the
+        rest are separated ``candidate_batch`` at a time (all at once by default), in
+        order.
+
+        Args:
+            mixture: x0 [B, C, L].
+            previous: y_{t−1} [B, N, C, L].
+            y0: the one-step estimate f(x0) [B, N, C, L].
+            ratios: the K mixture weights of the step.
+
+        Yields:
+            ``(k, ratios[k], candidate [B, N, C, L])`` for every weight.
         """
         n_src = previous.shape[1]
         all_sources = torch.arange(n_src, device=previous.device)
@@ -447,20 +335,30 @@ class MultiStepSeparator:
             weights = torch.tensor(
                 [r for _, r in part], dtype=mixture.dtype, device=mixture.device
             )
-            outs = self._run_blends(
+            outs = self.separate_blends(
                 mixture, previous, weights[:, None].expand(-1, n_src), all_sources
             )
             for g, (k, r) in enumerate(part):
                 yield k, r, outs[g]
             del outs
 
-    def _score(
+    def score(
         self,
         estimate: torch.Tensor,
         reference: Optional[torch.Tensor],
         mixture: torch.Tensor,
     ) -> torch.Tensor:
-        """Selection scores [B, N, C] (per channel) or [B, N, 1]; NaN counts as −inf."""
+        """The selection scores of ``estimate`` under this object's metric.
+
+        Args:
+            estimate: [B, N, C, L].
+            reference: [B, N, C, L], or ``None`` for a non-intrusive metric.
+            mixture: x0 [B, C, L].
+
+        Returns:
+            [B, N, C] with per-channel selection, else [B, N, 1] (the channel mean, or
+            the metric's own [B, N]); NaN counts as −inf.
+        """
         scores = self.metric(estimate, reference, mixture)
         if scores.dim() == 2:
             scores = scores[..., None]
@@ -468,12 +366,14 @@ class MultiStepSeparator:
             scores = scores.mean(dim=-1, keepdim=True)
         return torch.nan_to_num(scores, nan=-math.inf)
 
-    def _can_score(self, reference: Optional[torch.Tensor]) -> bool:
-        return reference is not None or not self.metric.requires_reference
-
-    def _check_reference(
+    def check_reference(
         self, reference: Optional[torch.Tensor], estimate: torch.Tensor
     ) -> Optional[torch.Tensor]:
+        """``reference`` [B, N, C, L] moved to the estimate's device (or ``None``).
+
+        Raises:
+            ValueError: its shape differs from ``estimate`` [B, N, C, L].
+        """
         if reference is None:
             return None
         if reference.shape != estimate.shape:
@@ -483,6 +383,9 @@ class MultiStepSeparator:
                 "order)"
             )
         return reference.to(device=estimate.device)
+
+    def _can_score(self, reference: Optional[torch.Tensor]) -> bool:
+        return reference is not None or not self.metric.requires_reference
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -522,8 +425,8 @@ class MultiStepSeparator:
             )
         start = time.perf_counter()
         calls0, rows0 = self._calls, self._rows
-        y0 = self._separate(mixture, None)
-        reference = self._check_reference(reference, y0)
+        y0 = self.run_separator(mixture, None)
+        reference = self.check_reference(reference, y0)
         if self.mode == "schedule":
             estimate, chosen, trace, ratio_lists = self._run_schedule(
                 mixture, y0, reference
@@ -556,7 +459,7 @@ class MultiStepSeparator:
         reference: Optional[torch.Tensor],
     ):
         previous = y0
-        best_score = self._score(previous, reference, mixture)  # [B, N, C']
+        best_score = self.score(previous, reference, mixture)  # [B, N, C']
         trace = [best_score]
         chosen_all, ratio_lists = [], []
         for step in range(1, self.steps + 1):
@@ -565,8 +468,8 @@ class MultiStepSeparator:
             best = previous
             chosen = torch.full_like(best_score, math.nan)
 
-            for _, r, candidate in self._iter_candidates(mixture, previous, y0, ratios):
-                score = self._score(candidate, reference, mixture)
+            for _, r, candidate in self.iter_candidates(mixture, previous, y0, ratios):
+                score = self.score(candidate, reference, mixture)
                 better = score > best_score  # strict: ties keep the earlier candidate
                 best = torch.where(better[..., None], candidate, best)
                 best_score = torch.where(better, score, best_score)
@@ -593,13 +496,13 @@ class MultiStepSeparator:
                 f"the schedule has weights for {self.schedule.num_sources} sources but "
                 f"the separator returns {n_src}"
             )
-        score = self._can_score(reference)
+        traced = self._can_score(reference)
         previous = y0
-        trace = [self._score(previous, reference, mixture)] if score else None
+        trace = [self.score(previous, reference, mixture)] if traced else None
         for ratios in self.schedule.ratios:
             previous = apply_schedule_step(self, mixture, previous, y0, ratios)
-            if score:
-                trace.append(self._score(previous, reference, mixture))
+            if traced:
+                trace.append(self.score(previous, reference, mixture))
         chosen = torch.tensor(
             [
                 [math.nan if r is None else r for r in row]
@@ -609,7 +512,7 @@ class MultiStepSeparator:
         ).reshape(self.steps, 1, n_src, 1)
         chosen = chosen.expand(-1, n_batch, -1, -1).to(y0.device)
         ratio_lists = [list(row) for row in self.schedule.ratios]
-        return previous, chosen, torch.stack(trace) if score else None, ratio_lists
+        return previous, chosen, torch.stack(trace) if traced else None, ratio_lists
 
     # ------------------------------------------------------------------ chunking
     def __call__(self, mixture: torch.Tensor, *aligned: torch.Tensor) -> torch.Tensor:
@@ -668,8 +571,19 @@ def apply_schedule_step(
 ) -> torch.Tensor:
     """One fixed step: source ``n`` becomes ``f(r_n x0 + (1 − r_n) y_{t−1,n})[n]``.
 
+    The step of the deployable (schedule) mode, also replayed by calibration.
     ``r_n = None`` keeps ``y_{t−1,n}``; ``r_n = 1`` reuses ``y0`` when the runner allows.
-    All sources that need a pass share one separator call. Returns y_t [B, N, C, L].
+    All sources that need a pass share one separator call (counted by ``runner``).
+
+    Args:
+        runner: the separator whose ``separate_fn`` and ``reuse_mixture_pass`` are used.
+        mixture: x0 [B, C, L].
+        previous: y_{t−1} [B, N, C, L].
+        y0: the one-step estimate f(x0) [B, N, C, L].
+        ratios: the step's weight per source, length N (``None``: keep).
+
+    Returns:
+        y_t [B, N, C, L].
     """
     run = [
         n
@@ -685,123 +599,6 @@ def apply_schedule_step(
             [[ratios[n] for n in run]], dtype=mixture.dtype, device=mixture.device
         )
         index = torch.tensor(run, device=previous.device)
-        current[:, index] = runner._run_blends(mixture, previous, weights, index)[0]
+        current[:, index] = runner.separate_blends(mixture, previous, weights, index)[0]
     return current
 
-
-# --------------------------------------------------------------------------- calibration
-@torch.no_grad()
-def calibrate_schedule(
-    separate_fn: SeparateFn,
-    validation: Sequence[Tuple[torch.Tensor, Optional[torch.Tensor]]],
-    *,
-    steps: Optional[int] = None,
-    candidates: Optional[int] = None,
-    grid: str = "uniform",
-    ratios: Optional[Sequence[float]] = None,
-    metric: str = "snr",
-    per_source: bool = True,
-    candidate_batch: Optional[int] = None,
-    reuse_mixture_pass: bool = True,
-    sources: Optional[Sequence[str]] = None,
-) -> RatioSchedule:
-    """Choose a fixed schedule of mixture weights on a validation set.
-
-    Greedy over steps, along the trajectory the schedule itself produces: at step ``t``
-    every validation item is at ``y_{t−1}`` of the schedule so far; each candidate weight
-    (and keeping ``y_{t−1}``) is scored on every item, and the weight with the highest
-    mean score (over items and channels; per source unless ``per_source`` is False) is
-    fixed for step ``t``. The validation mean therefore never decreases with the step.
-
-    Args:
-        separate_fn: as for :class:`MultiStepSeparator`.
-        validation: re-iterable ``(mixture [b, C, L], reference [b, N, C, L] | None)``
-            pairs, e.g. fixed-length chunks of the validation songs. The estimates of
-            all of them are held in memory (on their device) during calibration.
-        steps, candidates, grid, ratios, candidate_batch, reuse_mixture_pass: as for
-            :class:`MultiStepSeparator` (the search space).
-        metric: registry name of the metric to maximise (an oracle one is usual).
-        per_source: a weight per source (True) or one shared by all sources.
-        sources: optional source names stored in the schedule.
-
-    Returns:
-        the :class:`RatioSchedule`, with the validation mean after every step.
-    """
-    runner = MultiStepSeparator(
-        separate_fn,
-        steps=steps,
-        candidates=candidates,
-        grid=grid,
-        ratios=ratios,
-        metric=metric,
-        per_channel=True,
-        candidate_batch=candidate_batch,
-        reuse_mixture_pass=reuse_mixture_pass,
-    )
-    items = list(validation)
-    if not items:
-        raise ValueError("the validation set is empty")
-    states = []  # per item: (mixture, reference, y0, y_{t−1})
-    for i, (mix, ref) in enumerate(items):
-        if mix.dim() != 3:
-            raise ValueError(
-                f"validation[{i}]: mixture must be [b, C, L], got {tuple(mix.shape)}"
-            )
-        y0 = runner._separate(mix, None)
-        ref = runner._check_reference(ref, y0)
-        if runner.metric.requires_reference and ref is None:
-            raise ValueError(
-                f"validation[{i}] has no reference but metric {metric!r} needs one"
-            )
-        states.append([mix, ref, y0, y0])
-    n_src = states[0][2].shape[1]
-    if sources is not None and len(sources) != n_src:
-        raise ValueError(f"{len(sources)} source names for {n_src} separator outputs")
-
-    schedule_rows: List[List[Optional[float]]] = []
-    totals = torch.zeros(n_src, dtype=torch.float64)
-    count = 0
-    for mix, ref, y0, prev in states:
-        s = runner._score(prev, ref, mix)  # [b, N, C']
-        totals += s.double().sum(dim=(0, 2)).cpu()
-        count += s.shape[0] * s.shape[2]
-    validation_scores = [(totals / count).tolist()]
-    for step in range(1, runner.steps + 1):
-        step_ratios = runner.step_ratios(step)
-        # row 0: keep y_{t−1}; row k + 1: weight step_ratios[k]; summed over items
-        sums = torch.zeros(len(step_ratios) + 1, n_src, dtype=torch.float64)
-        count = 0
-        for mix, ref, y0, prev in states:
-            keep = runner._score(prev, ref, mix)  # [b, N, C']
-            sums[0] += keep.double().sum(dim=(0, 2)).cpu()
-            count += keep.shape[0] * keep.shape[2]
-            for k, _, candidate in runner._iter_candidates(mix, prev, y0, step_ratios):
-                score = runner._score(candidate, ref, mix)
-                sums[k + 1] += score.double().sum(dim=(0, 2)).cpu()
-        means = sums / count  # [K + 1, N]
-        if per_source:
-            best = torch.argmax(means, dim=0)  # first maximum: keeping wins ties
-        else:
-            best = torch.argmax(means.mean(dim=1)).expand(n_src)
-        row = [None if int(k) == 0 else step_ratios[int(k) - 1] for k in best]
-        schedule_rows.append(row)
-        validation_scores.append([float(means[int(k), n]) for n, k in enumerate(best)])
-        for state in states:
-            mix, ref, y0, prev = state
-            state[3] = apply_schedule_step(runner, mix, prev, y0, row)
-    search = {
-        "grid": grid if ratios is None else "explicit",
-        "candidates": runner.candidates,
-        "per_source": bool(per_source),
-        "validation_items": sum(int(s[0].shape[0]) for s in states),
-    }
-    if ratios is not None:
-        search["ratios"] = [float(r) for r in ratios]
-    return RatioSchedule(
-        ratios=schedule_rows,
-        metric=runner.metric.name,
-        oracle=runner.metric.requires_reference,
-        sources=None if sources is None else list(sources),
-        validation_scores=validation_scores,
-        search=search,
-    )
