@@ -76,8 +76,8 @@ def worker_ours(
 
     from espnet2_ext.api import load_model
     from espnet2_ext.bin.separate import write_stems
-    from espnet2_ext.model_zoo import full_train_config, write_model_dir
     from espnet2_ext.tasks.enh import EnhancementTask
+    from espnet2_ext.zoo import full_train_config, write_model_dir
 
     config_path = repo / "conf" / "tuning" / "train_enh_bs_locoformer_small.yaml"
     config = yaml.safe_load(config_path.read_text())

@@ -59,7 +59,6 @@ The output folder (``config.yaml``, ``model.pth``, ``conversion.yaml``) loads wi
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import re
 import sys
@@ -71,6 +70,8 @@ import torch
 import yaml
 
 from espnet2_ext.constants import MUSDB_STEMS, MUSIC_SAMPLE_RATE
+from espnet2_ext.enh.layers.band_split import DEFAULT_BANDS
+from espnet2_ext.enh.separator.bs_locoformer_separator import BS_LOCOFORMER_SIZES
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +87,6 @@ THEIR_STEMS = ("bass", "drums", "vocals", "other")
 #: Their STFT (every published config): n_fft 2048, hop 512, Hann window, 44.1 kHz.
 THEIR_N_FFT = 2048
 THEIR_HOP = 512
-
-#: Paper sizes: heads and RMS-norm groups cannot be read from tensor shapes.
-SIZE_PRESETS = {
-    "small": dict(n_heads=4, norm_groups=4),
-    "medium": dict(n_heads=8, norm_groups=8),
-    "large": dict(n_heads=8, norm_groups=8),
-}
 
 #: Their path names → ours.
 _PATHS = {"freq_path": "freq_path", "frame_path": "time_path"}
@@ -501,7 +495,6 @@ def convert(
             no re-ordering).
     """
     from espnet2_ext.enh.head_selection import select_heads_in_state_dict
-    from espnet2_ext.enh.layers.band_split import DEFAULT_BANDS
 
     if stem_order not in ("musdb", "theirs"):
         raise ValueError(f"stem_order must be 'musdb' or 'theirs', got {stem_order!r}")
@@ -590,14 +583,6 @@ def convert(
     return Conversion(config, weights, report)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def find_their_config(checkpoint: Path) -> Optional[Path]:
     """``merged_config.yaml`` of their layout ``<model>/checkpoints/model.pth``."""
     for folder in (checkpoint.parent.parent, checkpoint.parent):
@@ -622,21 +607,23 @@ def convert_checkpoint(
     """Convert one of their checkpoints into ``out_dir`` (config.yaml, model.pth).
 
     The weights are loaded strictly into the model built from the written config before
-    anything is written (:func:`espnet2_ext.model_zoo.write_model_dir`).
+    anything is written (:func:`espnet2_ext.zoo.write_model_dir`).
     """
-    from espnet2_ext.model_zoo import write_model_dir
+    from espnet2_ext.zoo import sha256, write_model_dir
 
     checkpoint = Path(checkpoint)
     out_dir = Path(out_dir)
     if (out_dir / "config.yaml").exists() and not overwrite:
         raise FileExistsError(f"{out_dir}/config.yaml exists; use --overwrite")
     if size is not None:
-        if size not in SIZE_PRESETS:
+        # heads and RMS-norm groups cannot be read from tensor shapes: take them from
+        # the paper size (the separator's table)
+        if size not in BS_LOCOFORMER_SIZES:
             raise ValueError(
-                f"size must be one of {sorted(SIZE_PRESETS)}, got {size!r}"
+                f"size must be one of {sorted(BS_LOCOFORMER_SIZES)}, got {size!r}"
             )
-        n_heads = n_heads or SIZE_PRESETS[size]["n_heads"]
-        norm_groups = norm_groups or SIZE_PRESETS[size]["norm_groups"]
+        n_heads = n_heads or BS_LOCOFORMER_SIZES[size]["n_heads"]
+        norm_groups = norm_groups or BS_LOCOFORMER_SIZES[size]["norm_groups"]
     if config is None and n_heads is None and norm_groups is None:
         config = find_their_config(checkpoint)
         if config is not None:
@@ -654,7 +641,7 @@ def convert_checkpoint(
     report = dict(
         converted_by="espnet2_ext.convert.mixit_mss",
         checkpoint=str(checkpoint),
-        checkpoint_sha256=_sha256(checkpoint),
+        checkpoint_sha256=sha256(checkpoint),
         config=None if config is None else str(config),
         **result.report,
     )
@@ -692,7 +679,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
         "--size",
-        choices=sorted(SIZE_PRESETS),
+        choices=sorted(BS_LOCOFORMER_SIZES),
         default=None,
         help="paper size, for heads and norm groups when there is no config",
     )

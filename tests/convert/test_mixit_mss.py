@@ -22,11 +22,11 @@ import yaml
 
 from conftest import FS
 from espnet2_ext.api import load_model
-from espnet2_ext.constants import MUSDB_STEMS
+from espnet2_ext.constants import MUSDB_STEMS, MUSIC_SAMPLE_RATE
 from espnet2_ext.convert import mixit_mss
 from espnet2_ext.enh.layers.band_split import DEFAULT_BANDS
-from espnet2_ext.model_zoo import full_train_config
 from espnet2_ext.tasks.enh import EnhancementTask
+from espnet2_ext.zoo import full_train_config
 
 #: A tiny model in their terms (their config keys).
 NET = dict(
@@ -181,7 +181,7 @@ def _their_checkpoint(net=NET, seed=0, extras=True):
 def _their_config(net=NET):
     """Their merged_config.yaml (the parts the converter reads), with interpolations."""
     return dict(
-        sr=44100,
+        sr=MUSIC_SAMPLE_RATE,
         n_fft=2048,
         hop_length=512,
         n_src=net["num_spk"],

@@ -13,14 +13,15 @@ import torch
 import yaml
 
 from conftest import tiny_config
-from espnet2_ext.bin.pack import pack
 from espnet2_ext.constants import MUSDB_STEMS
-from espnet2_ext.model_zoo import (
+from espnet2_ext.tasks.enh import EnhancementTask
+from espnet2_ext.zoo import (
     IncompatiblePackError,
     UnsafeArchiveError,
     check_zip_entries,
     compatibility_problem,
     full_train_config,
+    pack,
     parse_hub_id,
     resolve_folder,
     resolve_source,
@@ -30,7 +31,6 @@ from espnet2_ext.model_zoo import (
     unpack_with_espnet_model_zoo,
     write_model_dir,
 )
-from espnet2_ext.tasks.enh import EnhancementTask
 
 
 def _pack_in(folder: Path, out: Path) -> Path:

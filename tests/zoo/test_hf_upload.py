@@ -13,10 +13,9 @@ import yaml
 
 from conftest import FS, tiny_config
 from espnet2_ext.bin import hf_upload
-from espnet2_ext.bin.pack import pack
-from espnet2_ext.model_zoo import full_train_config, write_model_dir
 from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.version import __version__
+from espnet2_ext.zoo import full_train_config, pack, write_model_dir
 
 
 @pytest.fixture(scope="module")
