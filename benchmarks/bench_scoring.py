@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from espnet2_ext.bin.music_score import SongTask, score_song
 from espnet2_ext.constants import MUSDB_STEMS
+from espnet2_ext.metrics.scoring import SongTask, score_song
 
 RATE = 44100
 

@@ -51,7 +51,7 @@ from espnet2_ext.utils.audio_io import (
     write_audio_atomic,
     write_scp_atomic,
 )
-from espnet2_ext.utils.results import atomic_write_text
+from espnet2_ext.utils.atomic import atomic_write_text, json_default
 
 _DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
 
@@ -306,7 +306,7 @@ def inference(
             )
         if batch_size != 1 or ngpu > 1:
             raise ValueError("diffusion-prior separation runs --batch_size 1, --ngpu 0/1")
-        from espnet2_ext.bin.diffusion_separate import separate as diffusion_separate
+        from espnet2_ext.separation.diffusion import separate_scp as diffusion_separate
 
         diffusion_separate(
             data_path_and_name_and_type,
@@ -428,19 +428,10 @@ def inference(
     for n, entries in scp_entries.items():
         write_scp_atomic(out / f"spk{n + 1}.scp", entries)
     if summaries:
-        text = json.dumps(summaries, indent=1, default=_to_json)
+        text = json.dumps(summaries, indent=1, default=json_default)
         atomic_write_text(out / "multistep_summary.json", text)
         label = next(iter(summaries.values())).get("label")
         logging.info(f"multi-step inference: {label}")
-
-
-def _to_json(value):
-    """JSON for tensors and numpy values in multi-step summaries."""
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def get_parser():

@@ -23,6 +23,9 @@ convolution of each band's head has ``2 · 2 · N · M · w`` output rows ordere
 ``(glu ri n m f)``: GLU half (value | gate), real/imaginary, source, audio channel,
 bin. Keeping sources means keeping the matching rows in both GLU halves and both
 real/imaginary parts.
+
+Running this on data folders and writing the new model:
+:mod:`espnet2_ext.enh.head_selection_run`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Evaluation metrics (music: uSDR and museval's cSDR)."""
+"""Evaluation metrics (music: uSDR and museval's cSDR, :mod:`.music`) and the scoring
+of separated song folders against references (:mod:`.scoring`)."""
 
 from espnet2_ext.metrics.music import (
     aggregate_csdr,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Dict, Sequence
 
 from espnet2_ext.utils.audio_io import write_scp_atomic
+from espnet2_ext.utils.scp import read_scp
 
 
 def merge_separated(out: Path, num_spk: int, job_dirs: Sequence[Path]) -> Dict[int, int]:
@@ -33,24 +34,13 @@ def merge_separated(out: Path, num_spk: int, job_dirs: Sequence[Path]) -> Dict[i
                 raise FileNotFoundError(
                     f"{scp} is missing: that inference job did not finish; see its log"
                 )
-            for line in scp.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    uid, path = line.split(maxsplit=1)
-                    if uid in entries:
-                        raise ValueError(f"{uid} was separated by two jobs")
-                    entries[uid] = path
+            for uid, path in read_scp(scp).items():
+                if uid in entries:
+                    raise ValueError(f"{uid} was separated by two jobs")
+                entries[uid] = path
         write_scp_atomic(out / f"spk{n}.scp", ((u, entries[u]) for u in sorted(entries)))
         counts[n] = len(entries)
     return counts
-
-
-def _read_scp(path: Path) -> Dict[str, str]:
-    entries = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            uid, value = line.split(maxsplit=1)
-            entries[uid] = value
-    return entries
 
 
 def _link(target: str, link: Path) -> None:
@@ -62,8 +52,8 @@ def _link(target: str, link: Path) -> None:
 
 def link_song_trees(out: Path, data: Path, stems: Sequence[str]) -> int:
     """Symlink estimates and references into song folders; returns the song count."""
-    uid2song = _read_scp(data / "uid2song") if (data / "uid2song").exists() else {}
-    mixtures = _read_scp(data / "wav.scp")
+    uid2song = read_scp(data / "uid2song") if (data / "uid2song").exists() else {}
+    mixtures = read_scp(data / "wav.scp")
     for tree in ("stems", "refs"):
         if (out / tree).exists():
             for link in (out / tree).rglob("*"):
@@ -73,8 +63,8 @@ def link_song_trees(out: Path, data: Path, stems: Sequence[str]) -> int:
         song = uid2song.get(uid, uid)
         _link(mixture, out / "refs" / song / "mixture.wav")
     for n, stem in enumerate(stems, start=1):
-        refs = _read_scp(data / f"spk{n}.scp")
-        ests = _read_scp(out / f"spk{n}.scp")
+        refs = read_scp(data / f"spk{n}.scp")
+        ests = read_scp(out / f"spk{n}.scp")
         for uid in mixtures:
             song = uid2song.get(uid, uid)
             _link(refs[uid], out / "refs" / song / f"{stem}.wav")

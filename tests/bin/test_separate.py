@@ -16,10 +16,9 @@ import torch
 
 from conftest import FS, tiny_config
 from espnet2_ext.bin import separate as separate_cli
-from espnet2_ext.bin.pack import pack
 from espnet2_ext.constants import MUSDB_STEMS
-from espnet2_ext.model_zoo import full_train_config, safe_unpack, write_model_dir
 from espnet2_ext.tasks.enh import EnhancementTask
+from espnet2_ext.zoo import full_train_config, pack, safe_unpack, write_model_dir
 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = 0.3

@@ -21,9 +21,12 @@ from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
 
 from conftest import FS, TINY_SEPARATOR_CONF
 from espnet2_ext.bin import select_heads as cmd
-from espnet2_ext.bin.enh_inference import MusicSeparator, load_model
+from espnet2_ext.bin.enh_inference import MusicSeparator
 from espnet2_ext.constants import MUSDB_STEMS
+from espnet2_ext.datasets.songs import read_songs, song_chunks
+from espnet2_ext.enh.head_selection_run import resolve_config, run
 from espnet2_ext.tasks.enh import EnhancementTask
+from espnet2_ext.zoo import load_model
 
 N_FFT = 2048
 NUM_OUTPUTS = 12
@@ -108,7 +111,7 @@ def write_pretrained(root: Path, gains) -> Dict[str, Path]:
     raw = root / "train_mixit.yaml"
     raw.write_text(yaml.safe_dump(_config(NUM_OUTPUTS, mixit=True)))
     config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(cmd.resolve_config(raw)))
+    config.write_text(yaml.safe_dump(resolve_config(raw)))
     model, _ = load_model(config)
     plant_masks(model, gains)
     model_file = root / "model.pth"
@@ -220,7 +223,7 @@ def test_the_4_output_model_loads_strictly_and_keeps_the_chosen_outputs(planted)
 def test_the_model_file_is_what_init_param_loads_into_the_finetune_config(planted):
     # ESPnet's --init_param (run.sh --pretrained) without ignore_init_mismatch:
     # every name and shape must match the fine-tuning model
-    config = cmd.resolve_config(planted["finetune"])
+    config = resolve_config(planted["finetune"])
     model = EnhancementTask.build_model(argparse.Namespace(**config))
     load_pretrained_model(
         str(planted["out"] / "model.pth"), model, ignore_init_mismatch=False
@@ -253,7 +256,7 @@ def test_colliding_first_choices_are_resolved_and_reported(tmp_path, caplog):
         {"all": 1.0, "no_bass": 1.5, "no_vocals": 1.5},
     )
     with caplog.at_level("WARNING"):
-        report = cmd.run(
+        report = run(
             train_config=str(files["config"]),
             model_file=str(files["model"]),
             musdb_data=str(valid),
@@ -281,7 +284,7 @@ def test_a_finetune_config_of_another_size_is_refused(planted, tmp_path):
     path = tmp_path / "other.yaml"
     path.write_text(yaml.safe_dump(other))
     with pytest.raises(ValueError, match="do not fit"):
-        cmd.run(
+        run(
             train_config=str(planted["config"]),
             model_file=str(planted["model"]),
             musdb_data=str(planted["valid"]),
@@ -294,7 +297,7 @@ def test_a_finetune_config_of_another_size_is_refused(planted, tmp_path):
 def test_without_a_finetune_config_the_mixit_config_is_cut_to_the_stems(
     planted, tmp_path
 ):
-    cmd.run(
+    run(
         train_config=str(planted["config"]),
         model_file=str(planted["model"]),
         musdb_data=str(planted["valid"]),
@@ -313,20 +316,20 @@ def test_data_folder_errors(tmp_path):
     folder = write_songs(tmp_path / "d", {"a": MUSDB_STEMS}, 0.2)
     (folder / "spk3.scp").write_text(f"b {folder / 'a_drums.wav'}\n")
     with pytest.raises(ValueError, match="spk3.scp and wav.scp list different songs"):
-        cmd.read_songs(folder, 4)
+        read_songs(folder, 4)
     with pytest.raises(FileNotFoundError, match="spk5.scp"):
-        cmd.read_songs(folder, 5)
+        read_songs(folder, 5)
 
 
 def test_song_chunks_are_complete_and_short_songs_whole(tmp_path):
     folder = write_songs(tmp_path / "d", {"a": MUSDB_STEMS}, 1.2)
-    (song,) = cmd.read_songs(folder, 4)
-    chunks = list(cmd.song_chunks(song, int(0.5 * FS), FS))
+    (song,) = read_songs(folder, 4)
+    chunks = list(song_chunks(song, int(0.5 * FS), FS))
     assert len(chunks) == 2  # the last 0.2 s is not a complete chunk
     mix, stems = chunks[1]
     assert mix.shape == (2, FS // 2) and stems.shape == (4, 2, FS // 2)
     np.testing.assert_allclose(stems.sum(0), mix, atol=1e-6)
-    (whole,) = cmd.song_chunks(song, 2 * FS, FS)
+    (whole,) = song_chunks(song, 2 * FS, FS)
     assert whole[0].shape == (2, int(1.2 * FS))
     with pytest.raises(ValueError, match="sampled at"):
-        list(cmd.song_chunks(song, FS, 48000))
+        list(song_chunks(song, FS, 48000))

@@ -18,16 +18,18 @@ import pytest
 import soundfile as sf
 import torch
 
-from espnet2_ext.bin import multistep_calibrate as calib
 from espnet2_ext.bin import multistep_report as cmd
-from espnet2_ext.bin.enh_inference import _to_json
 from espnet2_ext.bin.music_score import main as music_score
 from espnet2_ext.enh.inference.chunking import apply_chunked
+from espnet2_ext.enh.inference.multistep import calibration as calib
 from espnet2_ext.enh.inference.multistep import (
     MultiStepSeparator,
     RatioSchedule,
     calibrate_schedule,
 )
+from espnet2_ext.reports import multistep as report_lib
+from espnet2_ext.reports import multistep_runs as runs_lib
+from espnet2_ext.utils.atomic import json_default
 
 FS = 8000  # the report does not care about the rate; museval is faster on few samples
 STEMS = ("s1", "s2")
@@ -75,7 +77,7 @@ def multistep_summaries(runner: MultiStepSeparator, with_refs: bool) -> Dict[str
             hop_size=FS // 4,
             aligned=(ref,) if with_refs else (),
         )
-        out[song] = json.loads(json.dumps(runner.summary(), default=_to_json))
+        out[song] = json.loads(json.dumps(runner.summary(), default=json_default))
     return out
 
 
@@ -108,9 +110,10 @@ def make_run(
             part = {s: summaries[s] for s in songs[j::jobs]}
             folder = run / "split" / f"out.{j + 1}"
             folder.mkdir(parents=True)
-            (folder / cmd.SUMMARY_NAME).write_text(json.dumps(part))
+            (folder / runs_lib.SUMMARY_NAME).write_text(json.dumps(part))
     if wall is not None:
-        (run / cmd.TIME_NAME).write_text(json.dumps({"wall_seconds": wall, "nj": jobs}))
+        time = json.dumps({"wall_seconds": wall, "nj": jobs})
+        (run / runs_lib.TIME_NAME).write_text(time)
     return run
 
 
@@ -265,10 +268,10 @@ def test_traces_and_plot(runs, report):
         ("deployable schedule, valid chunks", "snr"),
         ("deployable schedule, valid chunks", "si_sdr"),
     }
-    image = report["out"] / cmd.IMAGE
+    image = report["out"] / report_lib.IMAGE
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert image.stat().st_size > 10_000
-    assert f"![multistep_trace]({cmd.IMAGE})" in report["text"]
+    assert f"![multistep_trace]({report_lib.IMAGE})" in report["text"]
     assert "## Schedule" in report["text"]
     # the per-step table has one row per step and a column per trace
     rows = table_rows(report["text"], "## Metric after each step")
@@ -293,31 +296,31 @@ def test_calibration_snr_trace_equals_the_schedule_scores(runs, report):
 def test_per_job_summaries_equal_a_merged_one(runs, tmp_path):
     merged = tmp_path / "merged"
     merged.mkdir()
-    (merged / cmd.SUMMARY_NAME).write_text(json.dumps(runs["oracle_summaries"]))
-    a = cmd.load_multistep(merged)
-    b = cmd.load_multistep(runs["oracle"])  # two split/out.* files
-    assert a == b and a.songs == 2 and a.kind == cmd.ORACLE
+    (merged / runs_lib.SUMMARY_NAME).write_text(json.dumps(runs["oracle_summaries"]))
+    a = runs_lib.load_multistep(merged)
+    b = runs_lib.load_multistep(runs["oracle"])  # two split/out.* files
+    assert a == b and a.songs == 2 and a.kind == runs_lib.ORACLE
 
 
 def test_runs_given_as_the_wrong_kind_are_refused(runs, tmp_path):
     with pytest.raises(ValueError, match="given as a deployable run"):
-        cmd.build_report(
+        report_lib.build_report(
             runs["onestep"], schedule=[runs["oracle"]], out_dir=tmp_path / "a"
         )
     with pytest.raises(ValueError, match="given as a oracle run"):
-        cmd.build_report(
+        report_lib.build_report(
             runs["onestep"], oracle=[runs["deployable"]], out_dir=tmp_path / "b"
         )
     with pytest.raises(ValueError, match="not the one-step one"):
-        cmd.build_report(
+        report_lib.build_report(
             runs["oracle"], oracle=[runs["oracle"]], out_dir=tmp_path / "c"
         )
     with pytest.raises(FileNotFoundError, match="multistep_summary.json"):
-        cmd.build_report(
+        report_lib.build_report(
             runs["onestep"], oracle=[runs["onestep"]], out_dir=tmp_path / "d"
         )
     with pytest.raises(ValueError, match="at least one"):
-        cmd.build_report(runs["onestep"], out_dir=tmp_path / "e")
+        report_lib.build_report(runs["onestep"], out_dir=tmp_path / "e")
     assert not (tmp_path / "a").exists()
     # the command reports it with exit status 1
     assert cmd.main(
@@ -338,19 +341,18 @@ def test_runs_on_different_songs_are_refused(runs, tmp_path):
          str(other / "scoring"), "--stems", *STEMS, "--tag", "one"]
     ) == 0  # fmt: skip
     with pytest.raises(ValueError, match="different songs"):
-        cmd.build_report(other, oracle=[runs["oracle"]], out_dir=tmp_path / "r")
+        report_lib.build_report(other, oracle=[runs["oracle"]], out_dir=tmp_path / "r")
 
 
 def test_kind_of_labels():
-    assert cmd.kind_of("multi-step oracle si_sdr (T=20, K=10)") == cmd.ORACLE
+    assert runs_lib.kind_of("multi-step oracle si_sdr (T=20, K=10)") == runs_lib.ORACLE
     deployable = "multi-step deployable (schedule selected with oracle snr on a set)"
-    assert cmd.kind_of(deployable) == cmd.DEPLOYABLE
-    assert cmd.kind_of("multi-step utmos (T=3, K=2)") == cmd.BLIND
+    assert runs_lib.kind_of(deployable) == runs_lib.DEPLOYABLE
+    assert runs_lib.kind_of("multi-step utmos (T=3, K=2)") == runs_lib.BLIND
     with pytest.raises(ValueError):
-        cmd.kind_of("one-step")
+        runs_lib.kind_of("one-step")
     runner = MultiStepSeparator(toy_separator, steps=1, candidates=2)
-    assert cmd.kind_of(runner.label) == cmd.ORACLE
+    assert runs_lib.kind_of(runner.label) == runs_lib.ORACLE
     schedule = RatioSchedule(ratios=[[0.5, None]], metric="snr", oracle=True)
-    assert cmd.kind_of(MultiStepSeparator(toy_separator, schedule=schedule).label) == (
-        cmd.DEPLOYABLE
-    )
+    scheduled = MultiStepSeparator(toy_separator, schedule=schedule)
+    assert runs_lib.kind_of(scheduled.label) == runs_lib.DEPLOYABLE
