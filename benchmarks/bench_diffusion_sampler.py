@@ -54,7 +54,7 @@ def run_one(size: str, sources: int, seconds: float, fs: int, steps: int, warmup
     import yaml
 
     from espnet2_ext.diffusion.prior_model import DiffusionPriorModel
-    from espnet2_ext.diffusion.sampler import DiffusionPriorSampler
+    from espnet2_ext.diffusion.sampling import DiffusionPriorSampler
     from espnet2_ext.diffusion.tf_unet import TFAttentionUNet
 
     torch.set_num_threads(threads)

@@ -38,7 +38,17 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from espnet2_ext.model_zoo import ModelFiles, describe, resolve_source, stem_names
+from espnet2_ext.separation.audio import (
+    AudioArray,
+    AudioDecodeError,
+    convert_audio,
+    read_audio,
+)
+from espnet2_ext.separation.diffusion import (
+    DiffusionSeparator,
+    load_diffusion_separator,
+)
+from espnet2_ext.zoo import ModelFiles, describe, resolve_source, stem_names
 
 if TYPE_CHECKING:  # pragma: no cover
     from espnet2_ext.enh.inference.multistep import RatioSchedule
@@ -52,91 +62,6 @@ DEFAULT_OVERLAP = 0.5
 
 #: Sampling rate assumed when a config records none.
 FALLBACK_SAMPLE_RATE = 44100
-
-AudioArray = Union[torch.Tensor, np.ndarray]
-
-
-class AudioDecodeError(ValueError):
-    """An audio file that cannot be read (missing, damaged, or an unknown format)."""
-
-
-def read_audio(path: Union[str, Path]) -> Tuple[torch.Tensor, int]:
-    """Decode an audio file (WAV, FLAC, OGG, MP3 … what libsndfile reads).
-
-    Returns:
-        (float32 waveform [C, T], sampling rate)
-
-    Raises:
-        AudioDecodeError: the file is missing, damaged, empty or not audio.
-    """
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise AudioDecodeError(f"{path}: no such file")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # libsndfile's errors differ between versions
-        raise AudioDecodeError(
-            f"{path}: cannot decode ({type(e).__name__}: {e})"
-        ) from e
-    if data.shape[0] == 0:
-        raise AudioDecodeError(f"{path}: the file holds no samples")
-    return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
-
-
-def convert_audio(
-    mix: torch.Tensor, sample_rate: int, num_channels: int, model_rate: int
-) -> Tuple[torch.Tensor, List[str]]:
-    """Convert [B, C, T] audio to a model's rate and number of channels.
-
-    Returns:
-        (float32 [B, num_channels, T'] at ``model_rate``, one note per conversion)
-    """
-    if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate:
-        raise ValueError(f"sample_rate must be an integer, got {sample_rate!r}")
-    sample_rate = int(sample_rate)
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    if mix.shape[-1] == 0:
-        raise ValueError("the audio is empty (0 samples)")
-    mix = mix.to(torch.float32)
-    if not bool(torch.isfinite(mix).all()):
-        raise ValueError("the audio contains NaN or infinite samples")
-    notes = []
-    channels, wanted = mix.shape[1], num_channels
-    if channels != wanted:
-        if wanted == 1:
-            mix = mix.mean(dim=1, keepdim=True)
-            notes.append(
-                f"averaged {channels} channels to mono (the model is mono)"
-            )
-        elif channels == 1:
-            mix = mix.expand(-1, wanted, -1)
-            notes.append(
-                f"copied the mono input to {wanted} channels (the model takes "
-                f"{wanted})"
-            )
-        elif channels > wanted:
-            mix = mix[:, :wanted]
-            notes.append(
-                f"kept the first {wanted} of {channels} channels (the model takes "
-                f"{wanted})"
-            )
-        else:
-            raise ValueError(
-                f"cannot convert {channels}-channel audio for a {wanted}-channel "
-                "model"
-            )
-    if sample_rate != model_rate:
-        import torchaudio.functional as AF
-
-        mix = AF.resample(mix.contiguous(), sample_rate, model_rate)
-        notes.append(
-            f"resampled {sample_rate} Hz to {model_rate} Hz (the model's "
-            "rate)"
-        )
-    return mix.contiguous(), notes
 
 
 class Separator:
@@ -473,157 +398,6 @@ def load_model(
         multistep_steps=multistep_steps,
         multistep_candidates=multistep_candidates,
     )
-    logger.info("loaded %r", separator)
-    return separator
-
-
-class DiffusionSeparator:
-    """Unsupervised separation with one diffusion prior per source (seeds/001).
-
-    Made by :func:`load_diffusion_separator`. The priors are mono: input channels are
-    averaged and other sampling rates resampled to :attr:`sample_rate` (each conversion
-    logged, as for :class:`Separator`). Only the mixture reaches the sampler.
-
-    Args:
-        sampler: the :class:`~espnet2_ext.diffusion.sampler.DiffusionPriorSampler`.
-        sample_rate: the rate the priors were trained at.
-        names: one name per source (default ``source1`` …).
-        device: where the mixture is sent.
-    """
-
-    num_channels = 1
-
-    def __init__(
-        self,
-        sampler,
-        sample_rate: int,
-        names: Optional[Sequence[str]] = None,
-        device: str = "cpu",
-    ):
-        names = list(names) if names else [
-            f"source{n + 1}" for n in range(sampler.num_sources)
-        ]
-        if len(names) != sampler.num_sources:
-            raise ValueError(
-                f"{len(names)} names for {sampler.num_sources} priors: give one per "
-                "source"
-            )
-        self.sampler = sampler
-        self.sample_rate = int(sample_rate)
-        self.stems = names
-        self.device = device
-        self.last_info: Optional[Dict] = None
-
-    def __repr__(self) -> str:
-        return (
-            f"DiffusionSeparator(sources={self.stems}, rate={self.sample_rate}, "
-            f"steps={len(self.sampler.reverse)})"
-        )
-
-    def separate(
-        self,
-        audio: AudioArray,
-        sample_rate: int,
-        *,
-        seed: int = 0,
-        categories: Optional[Sequence[Optional[Union[int, str]]]] = None,
-        progress: bool = False,
-    ) -> Dict[str, AudioArray]:
-        """Separate one mixture ([T] or [C, T], channels first).
-
-        Args:
-            seed: seeds the initial state and the ancestral noise (same seed, same
-                result).
-            categories: per-source class labels of conditional priors for this
-                mixture (None: those given when loading).
-
-        Returns:
-            ``{name: waveform [1, T']}`` at :attr:`sample_rate`, of the input's type.
-            The sampler's record of the run (``nfe``, per-step loss) is kept in
-            :attr:`last_info`.
-        """
-        as_numpy = isinstance(audio, np.ndarray)
-        mix = torch.as_tensor(np.asarray(audio) if as_numpy else audio).detach().cpu()
-        if mix.dim() == 1:
-            mix = mix[None]
-        if mix.dim() != 2:
-            raise ValueError(
-                f"audio must be [T] or [C, T] (channels first), got {tuple(mix.shape)}"
-            )
-        if mix.shape[0] > 16 and mix.shape[1] <= 16:
-            raise ValueError(
-                f"audio of shape {tuple(mix.shape)} looks like [T, C]; pass channels "
-                "first, e.g. audio.T"
-            )
-        mix, notes = convert_audio(mix[None], sample_rate, 1, self.sample_rate)
-        for note in notes:
-            logger.info(note)
-        generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        estimates, info = self.sampler.separate(
-            mix[0, 0].to(self.device),
-            generator=generator,
-            progress=progress,
-            categories=categories,
-        )
-        self.last_info = info
-        out = {}
-        for n, name in enumerate(self.stems):
-            wave = estimates[n][None].detach().float().cpu()
-            out[name] = wave.numpy() if as_numpy else wave
-        return out
-
-    def separate_file(
-        self, path: Union[str, Path], **kwargs
-    ) -> Dict[str, torch.Tensor]:
-        """Decode an audio file and separate it (keyword arguments of :meth:`separate`).
-
-        Raises:
-            AudioDecodeError: the file cannot be decoded.
-        """
-        mix, rate = read_audio(path)
-        return self.separate(mix, rate, **kwargs)
-
-
-def load_diffusion_separator(
-    prior_train_configs: Sequence[Union[str, Path]],
-    prior_model_files: Sequence[Optional[Union[str, Path]]],
-    *,
-    sample_rate: int,
-    categories: Optional[Sequence[Optional[Union[int, str]]]] = None,
-    names: Optional[Sequence[str]] = None,
-    sampler_conf: Optional[dict] = None,
-    device: str = "cpu",
-    use_ema: bool = True,
-    cfg_scale: float = 1.0,
-) -> DiffusionSeparator:
-    """Load one trained diffusion prior per source into a :class:`DiffusionSeparator`.
-
-    The same arguments as ``python -m espnet2_ext.bin.enh_inference
-    --diffusion_prior_train_config … --diffusion_prior_model_file …`` (a pair given
-    for several sources is loaded once).
-
-    Args:
-        prior_train_configs: the priors' ``config.yaml``, one per source.
-        prior_model_files: their checkpoints, one per source.
-        sample_rate: the rate the priors were trained at (their configs do not record
-            it; the recipes train at 16 kHz).
-        categories: per source, a class name or index of a conditional prior, or None.
-        names: names of the sources in the returned dict.
-        sampler_conf: keyword arguments of
-            :class:`~espnet2_ext.diffusion.sampler.DiffusionPriorSampler`.
-    """
-    from espnet2_ext.diffusion.task import build_sampler_from_files
-
-    sampler = build_sampler_from_files(
-        prior_train_configs,
-        prior_model_files,
-        categories=categories,
-        device=device,
-        use_ema=use_ema,
-        cfg_scale=cfg_scale,
-        sampler_conf=sampler_conf,
-    )
-    separator = DiffusionSeparator(sampler, sample_rate, names=names, device=device)
     logger.info("loaded %r", separator)
     return separator
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train a diffusion source prior with ESPnet's training loop (DiffusionPriorTask)."""
 
-from espnet2_ext.diffusion.task import DiffusionPriorTask
+from espnet2_ext.tasks.diffusion import DiffusionPriorTask
 
 
 def get_parser():

@@ -1,13 +1,22 @@
-"""SI-SNR with permutation search: the evaluation of seeds/001 (unordered sources)."""
+"""SI-SNR with permutation search: the evaluation of seeds/001 (unordered sources).
+
+:func:`score_scps` scores separated scp lists against the references,
+:func:`write_scores` also writes them and :func:`results_row` formats the summary as a
+row of a recipe's ``RESULTS.md`` (the scoring stage of ``egs2/TEMPLATE/diffsep1``).
+"""
 
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
 import soundfile as sf
 import torch
+
+from espnet2_ext.utils.atomic import atomic_write_text
+from espnet2_ext.utils.scp import read_scp
 
 
 def si_snr(
@@ -56,16 +65,6 @@ def permutation_si_snr(
     return pairwise[torch.arange(num), torch.tensor(best_perm)], tuple(best_perm)
 
 
-def _read_scp(path) -> Dict[str, str]:
-    table = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                key, value = line.rstrip("\n").split(maxsplit=1)
-                table[key] = value
-    return table
-
-
 def _load_mono(path: str) -> torch.Tensor:
     audio, _ = sf.read(path, dtype="float64", always_2d=True)
     return torch.from_numpy(audio.mean(axis=1))
@@ -93,9 +92,9 @@ def score_scps(
             f"{len(reference_scps)} reference scps but {len(estimate_scps)} estimate "
             "scps"
         )
-    mixtures = _read_scp(mixture_scp)
-    refs = [_read_scp(p) for p in reference_scps]
-    ests = [_read_scp(p) for p in estimate_scps]
+    mixtures = read_scp(mixture_scp)
+    refs = [read_scp(p) for p in reference_scps]
+    ests = [read_scp(p) for p in estimate_scps]
     results = {}
     for key, mix_path in mixtures.items():
         mix = _load_mono(mix_path)
@@ -129,3 +128,38 @@ def summarize(results: Dict[str, Dict[str, List[float]]]) -> Dict[str, float]:
         summary[f"si_snr_spk{n + 1}"] = si_snr_all[:, n].mean().item()
         summary[f"si_snri_spk{n + 1}"] = si_snri_all[:, n].mean().item()
     return summary
+
+
+def write_scores(
+    mixture_scp: Union[str, Path],
+    reference_scps: Sequence[Union[str, Path]],
+    estimate_scps: Sequence[Union[str, Path]],
+    out_dir: Union[str, Path],
+    permutation: bool = True,
+) -> Dict[str, float]:
+    """Score as :func:`score_scps` and write ``<out_dir>/scores.json`` (per mixture)
+    and ``<out_dir>/summary.json`` (:func:`summarize`).
+
+    Returns:
+        the summary.
+    """
+    results = score_scps(
+        mixture_scp, reference_scps, estimate_scps, permutation=permutation
+    )
+    summary = summarize(results)
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "scores.json", json.dumps(results, indent=1))
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
+    return summary
+
+
+def results_row(name: str, summary: Dict[str, float], num_sources: int) -> str:
+    """The Markdown row ``| name | mixtures | SI-SNR | SI-SNRi | SI-SNRi per source |``
+    (dB, two decimals) of a recipe's results table."""
+    per_source = " | ".join(
+        f"{summary[f'si_snri_spk{n + 1}']:.2f}" for n in range(num_sources)
+    )
+    return (
+        f"| {name} | {summary['num_mixtures']} | {summary['si_snr']:.2f} | "
+        f"{summary['si_snri']:.2f} | {per_source} |"
+    )

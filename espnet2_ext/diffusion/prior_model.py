@@ -4,7 +4,7 @@
 with the DDPM loss (Ho et al. 2020) inside ESPnet's Trainer: ``forward`` returns
 ``(loss, stats, weight)``. It keeps an exponential moving average of the network's
 weights as buffers (``ema.shadow.*`` in the state dict), updated after every optimizer
-step by a hook that :class:`~espnet2_ext.diffusion.task.DiffusionPriorTask` installs on
+step by a hook that :class:`~espnet2_ext.tasks.diffusion.DiffusionPriorTask` installs on
 its optimizers; validation runs the averaged weights, so ESPnet's "best valid loss"
 picks the checkpoints whose averaged prior is best.
 

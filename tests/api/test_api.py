@@ -16,17 +16,17 @@ import torch
 from conftest import FS, tiny_config
 from espnet2_ext.api import AudioDecodeError, Separator, load_model
 from espnet2_ext.bin.enh_inference import MusicSeparator
-from espnet2_ext.bin.pack import pack
 from espnet2_ext.constants import MUSDB_STEMS
-from espnet2_ext.model_zoo import (
+from espnet2_ext.tasks.enh import EnhancementTask
+from espnet2_ext.zoo import (
     IncompatiblePackError,
     UnsafeArchiveError,
     full_train_config,
+    pack,
     resolve_folder,
     safe_unpack,
     write_model_dir,
 )
-from espnet2_ext.tasks.enh import EnhancementTask
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from espnet2_ext.diffusion.evaluation import permutation_si_snr, si_snr
-from espnet2_ext.diffusion.sampler import (
+from espnet2_ext.diffusion.sampling import (
     INITIALISATIONS,
     STEP_RULES,
     DiffusionPriorSampler,

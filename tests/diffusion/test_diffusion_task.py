@@ -10,9 +10,10 @@ import yaml
 
 from espnet2_ext.bin.diffusion_prior_train import main as train_main
 from espnet2_ext.bin.diffusion_separate import main as separate_main
+from espnet2_ext.diffusion.loading import build_sampler_from_files
 from espnet2_ext.diffusion.preprocessor import PriorPreprocessor
 from espnet2_ext.diffusion.prior_model import DiffusionPriorModel
-from espnet2_ext.diffusion.task import DiffusionPriorTask, build_sampler_from_files
+from espnet2_ext.tasks.diffusion import DiffusionPriorTask
 
 from diffusion_helpers import _one_thread  # noqa: F401
 

@@ -8,8 +8,8 @@ import torch
 
 from espnet2_ext.diffusion.ema import ExponentialMovingAverage
 from espnet2_ext.diffusion.prior_model import DiffusionPriorModel
-from espnet2_ext.diffusion.task import DiffusionPriorTask
 from espnet2_ext.diffusion.tf_unet import TFAttentionUNet
+from espnet2_ext.tasks.diffusion import DiffusionPriorTask
 
 from diffusion_helpers import TINY_NET_CONF, _one_thread  # noqa: F401
 

@@ -5,7 +5,7 @@ A prior is trained on single-source audio, so it is a model kind of its own: ESP
 as ``speech_ref1`` (type ``sound``) and, for a class-conditional prior, an utt2category
 as ``category`` (type ``text``)::
 
-    python -m espnet2_ext.bin.diffusion_prior_train --config conf/diffusion/tiny.yaml \
+    python -m espnet2_ext.bin.diffusion_prior_train --config conf/diffusion/prior_tiny.yaml \
         --train_data_path_and_name_and_type data/train/wav.scp,speech_ref1,sound \
         --train_shape_file data/train/speech_ref1_shape ...
 
@@ -17,8 +17,7 @@ accumulation and skipped AMP steps included).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -32,8 +31,7 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 
 from espnet2_ext.diffusion.abs_prior_network import AbsPriorNetwork
 from espnet2_ext.diffusion.preprocessor import PriorPreprocessor
-from espnet2_ext.diffusion.prior_model import DiffusionPriorModel, PriorDenoiser
-from espnet2_ext.diffusion.sampler import DiffusionPriorSampler
+from espnet2_ext.diffusion.prior_model import DiffusionPriorModel
 from espnet2_ext.diffusion.tf_unet import TFAttentionUNet
 
 network_choices = ClassChoices(
@@ -135,65 +133,3 @@ class DiffusionPriorTask(AbsTask):
             for optimizer in optimizers:
                 optimizer.register_step_post_hook(_EmaStepHook(model))
         return optimizers
-
-
-def load_prior_denoiser(
-    train_config: Union[str, Path],
-    model_file: Optional[Union[str, Path]],
-    device: str = "cpu",
-    use_ema: bool = True,
-    cfg_scale: float = 1.0,
-) -> PriorDenoiser:
-    """A trained prior ready for sampling (its class names from the training config).
-
-    Args:
-        train_config: the ``config.yaml`` written by the prior's training.
-        model_file: its checkpoint (``*.pth``); None keeps the initial weights.
-        device: where to put it.
-        use_ema: sample with the moving-average weights (the default, as the authors);
-            a prior trained without EMA uses its weights.
-        cfg_scale: classifier-free guidance weight (1: plain conditional prediction).
-    """
-    model, args = DiffusionPriorTask.build_model_from_file(
-        train_config, model_file, device
-    )
-    preprocessor_conf = getattr(args, "preprocessor_conf", None) or {}
-    names = list(preprocessor_conf.get("categories") or [])
-    denoiser = model.as_denoiser(
-        use_ema=use_ema and model.ema is not None,
-        cfg_scale=cfg_scale,
-        class_names=names,
-    )
-    return denoiser.to(device)
-
-
-def build_sampler_from_files(
-    prior_train_configs: Sequence[Union[str, Path]],
-    prior_model_files: Sequence[Optional[Union[str, Path]]],
-    categories: Optional[Sequence[Optional[Union[int, str]]]] = None,
-    device: str = "cpu",
-    use_ema: bool = True,
-    cfg_scale: float = 1.0,
-    sampler_conf: Optional[dict] = None,
-) -> DiffusionPriorSampler:
-    """One prior per source from training outputs → a :class:`DiffusionPriorSampler`.
-
-    The same (config, model) pair given for several sources is loaded once (and its
-    sources are denoised in one batch). A category may be a class name of that prior's
-    ``preprocessor_conf.categories``, an index, or None / "none".
-    """
-    if len(prior_train_configs) != len(prior_model_files):
-        raise ValueError(
-            f"{len(prior_train_configs)} prior configs but {len(prior_model_files)} "
-            "model files: give one pair per source"
-        )
-    loaded: Dict[Tuple[str, str], PriorDenoiser] = {}
-    priors = []
-    for config, model_file in zip(prior_train_configs, prior_model_files):
-        key = (str(config), str(model_file))
-        if key not in loaded:
-            loaded[key] = load_prior_denoiser(
-                config, model_file, device, use_ema, cfg_scale
-            )
-        priors.append(loaded[key])
-    return DiffusionPriorSampler(priors, categories=categories, **(sampler_conf or {}))

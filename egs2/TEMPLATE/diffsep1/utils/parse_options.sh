@@ -1,0 +1,1 @@
+../../enh1/utils/parse_options.sh

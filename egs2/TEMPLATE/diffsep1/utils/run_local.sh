@@ -1,0 +1,1 @@
+../../enh1/utils/run_local.sh

@@ -1,1 +1,0 @@
-../../../vctk_fsd18/diffsep1/local/score.py
