@@ -75,7 +75,7 @@ def worker_ours(
     import yaml
 
     from espnet2_ext.api import load_model
-    from espnet2_ext.bin.separate import write_stems
+    from espnet2_ext.separation.tracks import write_stems
     from espnet2_ext.tasks.enh import EnhancementTask
     from espnet2_ext.zoo import full_train_config, write_model_dir
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -301,3 +302,85 @@ def separate_scp(
     for n, entries in enumerate(scp_entries):
         write_scp_atomic(out / f"spk{n + 1}.scp", entries)
     atomic_write_text(out / "sampler_info.json", json.dumps(info_log, indent=1))
+
+
+@dataclass(frozen=True)
+class DiffusionPriorOptions:
+    """The ``--diffusion_*`` options of ``enh_inference``: separate with one trained
+    diffusion prior per source instead of a trained separator.
+
+    Field names are the option names without the ``diffusion_`` prefix
+    (:meth:`add_arguments`); see :func:`separate_scp` for their meaning.
+    """
+
+    prior_train_config: Optional[Sequence[str]] = None
+    prior_model_file: Optional[Sequence[str]] = None
+    categories: Optional[Sequence[str]] = None
+    categories_file: Optional[str] = None
+    sampler_conf: Optional[dict] = None
+    use_ema: bool = True
+    cfg_scale: float = 1.0
+
+    PREFIX = "diffusion_"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.prior_train_config or self.prior_model_file)
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        from espnet2.utils.nested_dict_action import NestedDictAction
+
+        from espnet2_ext.utils.cli import str2bool, str_or_none
+
+        p = cls.PREFIX
+        group = parser.add_argument_group(
+            "diffusion-prior separation (seeds/001), instead of "
+            "--train_config/--model_file"
+        )
+        group.add_argument(
+            f"--{p}prior_train_config",
+            action="append",
+            default=None,
+            help="config.yaml of a trained diffusion prior, once per source",
+        )
+        group.add_argument(
+            f"--{p}prior_model_file",
+            action="append",
+            default=None,
+            help="checkpoint of that prior, once per source ('none': initial weights)",
+        )
+        group.add_argument(
+            f"--{p}categories",
+            nargs="*",
+            default=None,
+            help="per source: a class name or index of a conditional prior, or 'none'",
+        )
+        group.add_argument(
+            f"--{p}categories_file",
+            type=str_or_none,
+            default=None,
+            help="per-mixture labels: '<key> <label of source 1> ...'",
+        )
+        group.add_argument(
+            f"--{p}sampler_conf",
+            action=NestedDictAction,
+            default={},
+            help="keyword arguments of DiffusionPriorSampler (num_steps, step_rule, "
+            "step_rule_conf, init, init_conf, loss_conf, clamp_x0, mixture_rms_db, "
+            "start_t)",
+        )
+        group.add_argument(f"--{p}use_ema", type=str2bool, default=True)
+        group.add_argument(f"--{p}cfg_scale", type=float, default=1.0)
+
+    @classmethod
+    def pop_arguments(cls, options: Dict) -> "DiffusionPriorOptions":
+        """Build from parsed options (``vars(args)``), removing the ``diffusion_*``
+        keys."""
+        return cls(
+            **{
+                f.name: options.pop(cls.PREFIX + f.name)
+                for f in fields(cls)
+                if cls.PREFIX + f.name in options
+            }
+        )

@@ -1,10 +1,29 @@
-"""The ``main`` shared by the plugin's report-style commands."""
+"""What the entry points share: argparse value types and the ``main`` of the
+report-style commands."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 from typing import Callable, Optional, Sequence
+
+from espnet2.utils.types import float_or_none, int_or_none, str2bool, str_or_none
+
+__all__ = [
+    "float_or_none",
+    "int_or_none",
+    "run_command",
+    "str2bool",
+    "str2bool_or_none",
+    "str_or_none",
+]
+
+
+def str2bool_or_none(value: str) -> Optional[bool]:
+    """argparse type: ``true``/``false`` (ESPnet's spellings) or ``none``."""
+    if value.strip().lower() in ("none", "null", ""):
+        return None
+    return str2bool(value)
 
 
 def run_command(

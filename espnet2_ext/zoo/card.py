@@ -118,7 +118,7 @@ def model_card(
         "",
         f'files = ModelDownloader().download_and_unpack("{repo_id}")',
         "# files['train_config'], files['model_file']: load them with",
-        "# espnet2_ext.bin.enh_inference.MusicSeparator (the plugin registers its",
+        "# espnet2_ext.separation.Separator.from_files (the plugin registers its",
         "# classes in ESPnet)",
         "```",
     ]

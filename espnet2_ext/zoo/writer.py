@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
-import yaml
+from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.zoo.files import PathLike
@@ -60,7 +60,9 @@ def write_model_dir(
         )
     out.mkdir(parents=True, exist_ok=True)
     config_path, model_path = out / "config.yaml", out / model_name
-    writes = [(config_path, yaml.safe_dump(full, sort_keys=False).encode())]
+    # as ESPnet's trainer writes it: no YAML anchors, indent 4, keys in parser order
+    text = yaml_no_alias_safe_dump(full, indent=4, sort_keys=False)
+    writes = [(config_path, text.encode())]
     for name, content in (extra_files or {}).items():
         writes.append((out / name, content.encode()))
     for path, data in writes:

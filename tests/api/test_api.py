@@ -14,8 +14,7 @@ import soundfile as sf
 import torch
 
 from conftest import FS, tiny_config
-from espnet2_ext.api import AudioDecodeError, Separator, load_model
-from espnet2_ext.bin.enh_inference import MusicSeparator
+from espnet2_ext.api import AudioDecodeError, MultiStepConfig, Separator, load_model
 from espnet2_ext.constants import MUSDB_STEMS
 from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.zoo import (
@@ -90,19 +89,17 @@ def test_loaded_model_describes_itself(separator):
     assert "vocals" in repr(separator)
 
 
-def test_separate_is_the_music_separator_code_path(separator, model_dir):
+def test_separate_is_the_enh_inference_code_path(separator, model_dir):
     mix = _mix()
     stems = separator.separate(mix, FS)
     assert list(stems) == list(MUSDB_STEMS)
-    reference = MusicSeparator(
-        model_dir / "config.yaml",
-        model_dir / "model.pth",
-        segment_size=separator.segment,
-        hop_size=separator.segment * (1 - separator.overlap),
-    ).separate_tensor(mix[None])
+    # the ESPnet-layout call that enh_inference makes, on a separator built from files
+    reference = Separator.from_files(
+        model_dir / "config.yaml", model_dir / "model.pth", chunking=separator.chunking
+    )(mix.T[None].numpy(), fs=FS)
     for n, name in enumerate(MUSDB_STEMS):
         assert stems[name].shape == mix.shape and stems[name].dtype == torch.float32
-        assert torch.equal(stems[name], reference[0, n])
+        assert torch.equal(stems[name], torch.from_numpy(reference[n][0].T))
 
 
 def test_pack_folder_and_hub_cache_load_the_same_model(
@@ -145,7 +142,7 @@ def test_batches_numpy_and_mono_shapes(separator):
 
 def test_mono_input_is_copied_to_both_channels(separator, caplog):
     mono = _mix(channels=1)
-    with caplog.at_level(logging.INFO, logger="espnet2_ext.api"):
+    with caplog.at_level(logging.INFO, logger="espnet2_ext.separation"):
         stems = separator.separate(mono[0], FS)
     assert "copied the mono input to 2 channels" in caplog.text
     stereo = separator.separate(mono.expand(2, -1), FS)
@@ -159,7 +156,7 @@ def test_other_rates_are_resampled_to_the_model_rate(separator, caplog):
 
     mix48 = _mix(seconds=0.2).mul(1.0)
     mix48 = AF.resample(mix48, FS, 48000)
-    with caplog.at_level(logging.INFO, logger="espnet2_ext.api"):
+    with caplog.at_level(logging.INFO, logger="espnet2_ext.separation"):
         stems = separator.separate(mix48, 48000)
     assert "resampled 48000 Hz to 44100 Hz" in caplog.text
     direct = separator.separate(AF.resample(mix48, 48000, FS), FS)
@@ -272,11 +269,13 @@ def test_unsafe_and_incompatible_packs_are_refused_by_load_model(packed, tmp_pat
 def test_invalid_options_are_refused(packed, tmp_path):
     files = resolve_folder(safe_unpack(packed, tmp_path / "opts"))
     with pytest.raises(ValueError, match="GPU"):
-        Separator(files, bf16=True)
+        Separator.from_files(files.train_config, files.model_file, bf16=True)
     with pytest.raises(ValueError, match="overlap"):
-        Separator(files, overlap=1.0)
+        load_model(files.root, overlap=1.0)
     with pytest.raises(ValueError, match="segment"):
-        Separator(files, segment=-1.0)
+        load_model(files.root, segment=-1.0)
+    with pytest.raises(ValueError, match="schedule fixes"):
+        MultiStepConfig(schedule="s.yaml", steps=3)
 
 
 # --------------------------------------------------------------------------- multi-step

@@ -12,9 +12,13 @@ import torch
 import yaml
 
 from conftest import FS, tiny_config
-from espnet2_ext.bin.enh_inference import MusicSeparator, load_model
+from espnet2_ext.separation import ChunkingConfig, MultiStepConfig, Separator
+from espnet2_ext.zoo import load_model
 
 pytestmark = pytest.mark.slow
+
+#: MusicSeparator's old default: the whole input in one pass
+WHOLE = ChunkingConfig(segment=None)
 
 
 def _run(module, *args, cwd):
@@ -104,8 +108,8 @@ def test_reload_gives_the_same_output_as_the_trained_weights(trained):
         torch.testing.assert_close(value, state[key])
     mix, fs = sf.read(scps["wav"].read_text().split()[1], dtype="float32")
     x = torch.from_numpy(mix)[None]
-    a = MusicSeparator(exp / "config.yaml", exp / "valid.loss.best.pth")(x, fs=fs)
-    b = MusicSeparator(exp / "config.yaml", exp / "valid.loss.best.pth")(x, fs=fs)
+    a = Separator.from_files(exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE)(x, fs=fs)
+    b = Separator.from_files(exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE)(x, fs=fs)
     assert len(a) == 2 and a[0].shape == (1, mix.shape[0], 2)
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v)
@@ -126,7 +130,7 @@ def test_inference_entry_point_matches_the_python_api(trained):
         out,
         cwd=root,
     )
-    api = MusicSeparator(exp / "config.yaml", exp / "valid.loss.best.pth")
+    api = Separator.from_files(exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE)
     for line in scps["wav"].read_text().splitlines():
         uid, path = line.split()
         mix, fs = sf.read(path, dtype="float32")
@@ -168,7 +172,7 @@ def test_inference_refuses_a_wrong_sample_rate(trained, tmp_path):
 
 def test_mono_input_to_a_stereo_model_is_a_clear_error(trained):
     _, _, exp = trained
-    api = MusicSeparator(exp / "config.yaml", exp / "valid.loss.best.pth")
+    api = Separator.from_files(exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE)
     with pytest.raises(ValueError, match="2-channel audio but the input has 1"):
         api(torch.zeros(1, FS // 4), fs=FS)
 
@@ -186,12 +190,14 @@ def test_oracle_multistep_through_the_api_never_loses_to_one_step(trained):
         scp = dict(ln.split() for ln in scps[f"spk{n}"].read_text().splitlines())
         refs.append(sf.read(scp[uid], dtype="float32")[0][None])
     x = mix[None]
-    one = MusicSeparator(exp / "config.yaml", exp / "valid.loss.best.pth")(x, fs=fs)
-    ms = MusicSeparator(
+    one = Separator.from_files(exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE)(x, fs=fs)
+    ms = Separator.from_files(
         exp / "config.yaml",
         exp / "valid.loss.best.pth",
-        segment_size=0.2,
-        multistep=dict(steps=2, candidates=3, metric="snr", candidate_batch=1),
+        chunking=ChunkingConfig(segment=0.2),
+        multistep=MultiStepConfig(
+            enable=True, steps=2, candidates=3, metric="snr", candidate_batch=1
+        ),
     )
     multi = ms(x, fs=fs, speech_ref=refs)
     for n in range(2):
@@ -207,8 +213,11 @@ def test_oracle_multistep_through_the_api_never_loses_to_one_step(trained):
 
 def test_oracle_multistep_without_references_is_a_clear_error(trained):
     _, scps, exp = trained
-    ms = MusicSeparator(
-        exp / "config.yaml", exp / "valid.loss.best.pth", multistep=dict(steps=1)
+    ms = Separator.from_files(
+        exp / "config.yaml",
+        exp / "valid.loss.best.pth",
+        chunking=WHOLE,
+        multistep=MultiStepConfig(enable=True, steps=1),
     )
     with pytest.raises(ValueError, match="oracle"):
         ms(torch.zeros(1, FS // 4, 2), fs=FS)
@@ -238,7 +247,7 @@ def test_multistep_options_of_the_inference_entry_point(trained):
 
 def test_a_clip_shorter_than_one_stft_frame_is_a_clear_error(trained):
     _, _, exp = trained
-    api = MusicSeparator(exp / "config.yaml", exp / "valid.loss.best.pth")
+    api = Separator.from_files(exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE)
     with pytest.raises(ValueError, match="too short for the model's STFT"):
         api(torch.zeros(1, 1000, 2), fs=FS)
     # one sample more than n_fft // 2 separates

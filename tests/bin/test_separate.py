@@ -17,6 +17,7 @@ import torch
 from conftest import FS, tiny_config
 from espnet2_ext.bin import separate as separate_cli
 from espnet2_ext.constants import MUSDB_STEMS
+from espnet2_ext.separation import tracks
 from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.zoo import full_train_config, pack, safe_unpack, write_model_dir
 
@@ -175,10 +176,10 @@ def test_an_interrupted_write_leaves_no_stem_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sf, "write", write_then_interrupt)
     stems = {s: torch.zeros(2, 1000) for s in MUSDB_STEMS}
-    track = separate_cli.Track(tmp_path / "x.wav", "x", tmp_path / "out" / "x")
-    paths = separate_cli.stem_paths(track, MUSDB_STEMS, "wav")
+    track = tracks.Track(tmp_path / "x.wav", "x", tmp_path / "out" / "x")
+    paths = tracks.stem_paths(track, MUSDB_STEMS, "wav")
     with pytest.raises(KeyboardInterrupt):
-        separate_cli.write_stems(stems, paths, FS, fmt="wav", bits="24")
+        tracks.write_stems(stems, paths, FS, fmt="wav", bits="24")
     assert len(calls) == 2
     assert list((tmp_path / "out" / "x").iterdir()) == []
 
@@ -186,7 +187,7 @@ def test_an_interrupted_write_leaves_no_stem_file(tmp_path, monkeypatch):
 def test_pcm_outputs_are_clipped_not_wrapped(tmp_path):
     loud = {"vocals": torch.tensor([[0.5, 1.5, -2.0, 0.25]] * 2)}
     path = {"vocals": tmp_path / "vocals.wav"}
-    separate_cli.write_stems(loud, path, FS, fmt="wav", bits="16")
+    tracks.write_stems(loud, path, FS, fmt="wav", bits="16")
     data, _ = sf.read(path["vocals"], dtype="float32")
     np.testing.assert_allclose(data[:, 0], [0.5, 1.0, -1.0, 0.25], atol=1e-4)
 

@@ -232,7 +232,7 @@ def test_recipe_runs_stages_1_to_5_on_generated_data(tmp_path):
     heads = json.loads((exp / "heads" / "heads.json").read_text())
     assert sorted(heads["heads"]) == sorted(["vocals", "bass", "drums", "other"])
     assert len(set(heads["heads"].values())) == 4
-    from espnet2_ext.bin.enh_inference import load_model
+    from espnet2_ext.zoo import load_model
 
     model, args = load_model(exp / "heads" / "config.yaml", exp / "heads" / "model.pth")
     assert model.num_spk == 4 and args.preprocessor == "music_dynamic_mixing"

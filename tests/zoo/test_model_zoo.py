@@ -233,7 +233,7 @@ def test_stem_names():
 def test_espnet_model_zoo_unpacks_our_pack(packed, tmp_path):
     """ESPnet's ModelDownloader reads our meta.yaml; the files it returns load with
     our strict loader and give the same weights."""
-    from espnet2_ext.bin.enh_inference import load_model
+    from espnet2_ext.zoo import load_model
 
     files = unpack_with_espnet_model_zoo(packed, tmp_path / "espnet_cache")
     assert set(files) >= {"train_config", "model_file"}
