@@ -33,9 +33,11 @@ setup(
     version=version["__version__"],
     description="ESPnet plugin for music source separation: BS-Locoformer, MixIT, "
     "diffusion-prior separation and multi-step inference",
-    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8")
-    if (Path(__file__).parent / "README.md").exists()
-    else "",
+    long_description=(
+        (Path(__file__).parent / "README.md").read_text(encoding="utf-8")
+        if (Path(__file__).parent / "README.md").exists()
+        else ""
+    ),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["espnet2_ext", "espnet2_ext.*"]),

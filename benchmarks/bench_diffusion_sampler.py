@@ -48,8 +48,16 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def run_one(size: str, sources: int, seconds: float, fs: int, steps: int, warmup: int,
-            device: str, threads: int) -> dict:
+def run_one(
+    size: str,
+    sources: int,
+    seconds: float,
+    fs: int,
+    steps: int,
+    warmup: int,
+    device: str,
+    threads: int,
+) -> dict:
     import torch
     import yaml
 
@@ -135,11 +143,20 @@ def main() -> None:
     if args.one:
         size, sources = args.one.split(":")
         paper = size == "paper"
-        print(json.dumps(run_one(
-            size, int(sources), args.seconds, args.fs,
-            args.paper_steps if paper else args.steps,
-            args.paper_warmup if paper else args.warmup, args.device, args.threads,
-        )))
+        print(
+            json.dumps(
+                run_one(
+                    size,
+                    int(sources),
+                    args.seconds,
+                    args.fs,
+                    args.paper_steps if paper else args.steps,
+                    args.paper_warmup if paper else args.warmup,
+                    args.device,
+                    args.threads,
+                )
+            )
+        )
         return
 
     results = []
@@ -147,8 +164,14 @@ def main() -> None:
         for sources in args.sources:
             cmd = [sys.executable, __file__, "--one", f"{size}:{sources}"]
             for name in (
-                "seconds", "fs", "steps", "paper_steps", "warmup", "paper_warmup",
-                "device", "threads",
+                "seconds",
+                "fs",
+                "steps",
+                "paper_steps",
+                "warmup",
+                "paper_warmup",
+                "device",
+                "threads",
             ):
                 cmd += [f"--{name}", str(getattr(args, name))]
             done = subprocess.run(cmd, capture_output=True, text=True)
@@ -173,7 +196,8 @@ def main() -> None:
             print(f"| {r['size']} | | {r['sources']} | {r['error']} | | |")
             continue
         memory = (
-            f"{r['peak_memory_mib']:.0f}" if "peak_memory_mib" in r
+            f"{r['peak_memory_mib']:.0f}"
+            if "peak_memory_mib" in r
             else f"{r['peak_rss_mib']:.0f} [{r['rss_before_steps_mib']:.0f}]"
         )
         params = r["network_parameters"] / 1e6

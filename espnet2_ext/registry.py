@@ -138,7 +138,10 @@ def register_all() -> Dict[Tuple[str, object], object]:
     for table_name, key, target in ENTRIES:
         choices = getattr(enh_task, table_name)
         cls = _load(target)
-        if _registered.get((choices.name, key)) is cls and choices.classes.get(key) is cls:
+        if (
+            _registered.get((choices.name, key)) is cls
+            and choices.classes.get(key) is cls
+        ):
             continue  # this process already did it
         register(choices, key, cls)
     return dict(_registered)

@@ -60,7 +60,9 @@ def test_paper_configs_hold_the_paper_sizes(size):
         assert conf[key] == value, key
     assert config["optim"] == "adamw"
     assert config["optim_conf"]["weight_decay"] == pytest.approx(1e-2)
-    assert config["optim_conf"]["lr"] == pytest.approx(5e-4 if size == "large" else 1e-3)
+    assert config["optim_conf"]["lr"] == pytest.approx(
+        5e-4 if size == "large" else 1e-3
+    )
     assert config["grad_clip"] == 5.0
     assert config["preprocessor_conf"]["segment_seconds"] == 6.0
 

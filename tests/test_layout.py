@@ -104,10 +104,14 @@ def test_no_import_cycles():
     # a package's __init__ re-exporting its own submodules is not a cycle of concerns
     for name, deps in graph.items():
         graph[name] = {
-            d for d in deps if not (d.startswith(name + ".") or name.startswith(d + "."))
+            d
+            for d in deps
+            if not (d.startswith(name + ".") or name.startswith(d + "."))
         }
     assert _cycles(graph) == []
 
 
 def test_cycle_finder_finds_a_planted_cycle():
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [
+        ["a", "b", "c"]
+    ]

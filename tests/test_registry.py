@@ -10,6 +10,7 @@ from espnet2.train.class_choices import ClassChoices
 import espnet2_ext.tasks.enh  # noqa: F401  (registers)
 from espnet2_ext.enh.separator.bs_locoformer_separator import BSLocoformerSeparator
 from espnet2_ext.registry import ENTRIES, register, register_all
+
 from spawn_target import child_resolves
 
 

@@ -45,7 +45,10 @@ def repack(src: Path, out_dir: Path) -> Path:
     tmp = out.with_suffix(".tmp")
 
     records = []
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zout:
+    with (
+        zipfile.ZipFile(src) as zin,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zout,
+    ):
         for item in zin.infolist():
             name = item.filename
             if name.startswith("torchaudio/lib/") and name.endswith(".so"):
@@ -54,7 +57,7 @@ def repack(src: Path, out_dir: Path) -> Path:
                 continue
             data = zin.read(name)
             if name.startswith(old_info + "/"):
-                name = new_info + name[len(old_info):]
+                name = new_info + name[len(old_info) :]
                 if name.endswith("/METADATA"):
                     data = re.sub(
                         rb"^Version: .*$",
@@ -64,7 +67,9 @@ def repack(src: Path, out_dir: Path) -> Path:
                         flags=re.M,
                     )
             if name == "torchaudio/version.py":
-                data = re.sub(rb"\+[A-Za-z0-9.]+(?=['\"])", f"+{LOCAL_LABEL}".encode(), data)
+                data = re.sub(
+                    rb"\+[A-Za-z0-9.]+(?=['\"])", f"+{LOCAL_LABEL}".encode(), data
+                )
             zout.writestr(name, data)
             records.append(f"{name},{_record_hash(data)},{len(data)}")
         records.append(f"{new_info}/RECORD,,")

@@ -155,9 +155,7 @@ def _pattern(template: str, paths: Sequence[str]) -> re.Pattern:
     return re.compile(f"^{regex}$")
 
 
-_FORWARD = [
-    (_pattern(theirs, list(_PATHS)), ours) for theirs, ours in RENAME_RULES
-]
+_FORWARD = [(_pattern(theirs, list(_PATHS)), ours) for theirs, ours in RENAME_RULES]
 _BACKWARD = [
     (_pattern(ours, list(_PATHS.values())), theirs) for theirs, ours in RENAME_RULES
 ]

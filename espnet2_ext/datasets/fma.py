@@ -388,15 +388,14 @@ def _write_split(
 ) -> None:
     os.makedirs(folder)
     spk2utt: Dict[str, List[str]] = {}
-    with open(
-        os.path.join(folder, "mix_segments.scp"), "w", encoding="utf-8"
-    ) as scp, open(
-        os.path.join(folder, "utt2spk"), "w", encoding="utf-8"
-    ) as utt2spk, open(
-        os.path.join(folder, "utt2num_samples"), "w", encoding="utf-8"
-    ) as nums, open(
-        os.path.join(folder, "speech_ref1_shape"), "w", encoding="utf-8"
-    ) as shapes:
+    with (
+        open(os.path.join(folder, "mix_segments.scp"), "w", encoding="utf-8") as scp,
+        open(os.path.join(folder, "utt2spk"), "w", encoding="utf-8") as utt2spk,
+        open(os.path.join(folder, "utt2num_samples"), "w", encoding="utf-8") as nums,
+        open(
+            os.path.join(folder, "speech_ref1_shape"), "w", encoding="utf-8"
+        ) as shapes,
+    ):
         for result, start in entries:
             uid = f"fma{result.track}-{start:010d}"
             speaker = f"fma{result.track}"

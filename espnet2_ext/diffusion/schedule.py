@@ -68,9 +68,8 @@ class DDPMSchedule:
         )
 
     def same_as(self, other: "DDPMSchedule") -> bool:
-        return (
-            self.num_steps == other.num_steps
-            and torch.equal(self.betas, other.betas)
+        return self.num_steps == other.num_steps and torch.equal(
+            self.betas, other.betas
         )
 
     def _check_t(self, t: torch.Tensor) -> torch.Tensor:

@@ -97,9 +97,7 @@ def _check_like(
             f"{audio.shape[1]} channel(s), the reference has {ref_shape[1]}"
         )
     if audio.shape[0] != ref_shape[0]:
-        problems.append(
-            f"{audio.shape[0]} samples, the reference has {ref_shape[0]}"
-        )
+        problems.append(f"{audio.shape[0]} samples, the reference has {ref_shape[0]}")
     if problems:
         raise SongError(f"{what}: " + "; ".join(problems))
 

@@ -131,7 +131,9 @@ class MultiStepConfig:
 
     def __post_init__(self) -> None:
         if self.grid not in MULTISTEP_GRIDS:
-            raise ValueError(f"grid must be one of {MULTISTEP_GRIDS}, got {self.grid!r}")
+            raise ValueError(
+                f"grid must be one of {MULTISTEP_GRIDS}, got {self.grid!r}"
+            )
         for name, low in (("steps", 0), ("candidates", 1), ("candidate_batch", 1)):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or value < low):
@@ -250,5 +252,7 @@ class MultiStepConfig:
         return cls(**values)
 
     @classmethod
-    def from_dict(cls, data: Optional[Mapping[str, Any]]) -> Optional["MultiStepConfig"]:
+    def from_dict(
+        cls, data: Optional[Mapping[str, Any]]
+    ) -> Optional["MultiStepConfig"]:
         return None if data is None else cls(**dict(data))

@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 import numpy as np
 import torch
 
+from espnet2_ext.constants import WINDOWS
 from espnet2_ext.enh.inference.chunking import apply_chunked
 from espnet2_ext.enh.inference.espnet_adapter import espnet_model_separate_fn
 from espnet2_ext.enh.separator import audio_channels, is_plugin_separator
 from espnet2_ext.separation.audio import AudioArray, convert_audio, read_audio
-from espnet2_ext.constants import WINDOWS
 from espnet2_ext.separation.config import (
     DEFAULT_OVERLAP,
     DEFAULT_SEGMENT,
@@ -105,7 +105,9 @@ class Separator:
         self.num_channels = audio_channels(self.model.separator)
         self._min_length = int(getattr(self.model.encoder, "n_fft", 0) or 0)
         self._separate_fn = espnet_model_separate_fn(self.model)
-        self.multistep = multistep if multistep is not None and multistep.enabled else None
+        self.multistep = (
+            multistep if multistep is not None and multistep.enabled else None
+        )
         self._runner = None
         if self.multistep is not None:
             self._runner = self.multistep.build(self._separate_fn)

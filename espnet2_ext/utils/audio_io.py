@@ -85,7 +85,11 @@ def check_sound_scps(
         for line in Path(scp).read_text(encoding="utf-8").splitlines():
             uid, _, wav = line.strip().partition(" ")
             wav = wav.strip()
-            if not wav or wav.endswith("|") or (wanted is not None and uid not in wanted):
+            if (
+                not wav
+                or wav.endswith("|")
+                or (wanted is not None and uid not in wanted)
+            ):
                 continue
             try:
                 info = sf.info(wav)

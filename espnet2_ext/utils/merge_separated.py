@@ -23,7 +23,9 @@ from espnet2_ext.utils.audio_io import write_scp_atomic
 from espnet2_ext.utils.scp import read_scp
 
 
-def merge_separated(out: Path, num_spk: int, job_dirs: Sequence[Path]) -> Dict[int, int]:
+def merge_separated(
+    out: Path, num_spk: int, job_dirs: Sequence[Path]
+) -> Dict[int, int]:
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for n in range(1, num_spk + 1):
@@ -38,7 +40,9 @@ def merge_separated(out: Path, num_spk: int, job_dirs: Sequence[Path]) -> Dict[i
                 if uid in entries:
                     raise ValueError(f"{uid} was separated by two jobs")
                 entries[uid] = path
-        write_scp_atomic(out / f"spk{n}.scp", ((u, entries[u]) for u in sorted(entries)))
+        write_scp_atomic(
+            out / f"spk{n}.scp", ((u, entries[u]) for u in sorted(entries))
+        )
         counts[n] = len(entries)
     return counts
 
@@ -77,7 +81,9 @@ def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--num_spk", type=int, required=True)
-    parser.add_argument("--data", type=Path, default=None, help="data folder of the set")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="data folder of the set"
+    )
     parser.add_argument("--stems", nargs="+", default=None, help="stem of spk1, spk2 …")
     parser.add_argument("job_dirs", type=Path, nargs="+")
     args = parser.parse_args(cmd)
@@ -85,7 +91,9 @@ def main(cmd=None):
     if args.data is not None:
         stems = args.stems or [f"spk{n}" for n in range(1, args.num_spk + 1)]
         if len(stems) != args.num_spk:
-            parser.error(f"--stems names {len(stems)} stems for --num_spk {args.num_spk}")
+            parser.error(
+                f"--stems names {len(stems)} stems for --num_spk {args.num_spk}"
+            )
         link_song_trees(args.out, args.data, stems)
 
 

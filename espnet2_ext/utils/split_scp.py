@@ -11,7 +11,9 @@ from typing import List, Sequence
 
 
 def split_scp(scp: Path, outputs: Sequence[Path]) -> List[List[str]]:
-    lines = [ln for ln in Path(scp).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines = [
+        ln for ln in Path(scp).read_text(encoding="utf-8").splitlines() if ln.strip()
+    ]
     if len(outputs) > len(lines):
         raise ValueError(
             f"cannot split {len(lines)} entries of {scp} into {len(outputs)} parts; "

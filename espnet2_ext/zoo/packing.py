@@ -47,9 +47,10 @@ def pack(
             outpath=raw,
             option=list(option),
         )
-        with zipfile.ZipFile(raw) as zin, zipfile.ZipFile(
-            final, "w", zipfile.ZIP_DEFLATED
-        ) as zout:
+        with (
+            zipfile.ZipFile(raw) as zin,
+            zipfile.ZipFile(final, "w", zipfile.ZIP_DEFLATED) as zout,
+        ):
             for item in zin.infolist():
                 data = zin.read(item.filename)
                 if item.filename == "meta.yaml":

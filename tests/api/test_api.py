@@ -13,7 +13,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import FS, tiny_config
 from espnet2_ext.api import AudioDecodeError, MultiStepConfig, Separator, load_model
 from espnet2_ext.constants import MUSDB_STEMS
 from espnet2_ext.tasks.enh import EnhancementTask
@@ -26,6 +25,8 @@ from espnet2_ext.zoo import (
     safe_unpack,
     write_model_dir,
 )
+
+from conftest import FS, tiny_config
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -11,9 +11,10 @@ import soundfile as sf
 import torch
 import yaml
 
-from conftest import FS, tiny_config
 from espnet2_ext.separation import ChunkingConfig, MultiStepConfig, Separator
 from espnet2_ext.zoo import load_model
+
+from conftest import FS, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -108,8 +109,12 @@ def test_reload_gives_the_same_output_as_the_trained_weights(trained):
         torch.testing.assert_close(value, state[key])
     mix, fs = sf.read(scps["wav"].read_text().split()[1], dtype="float32")
     x = torch.from_numpy(mix)[None]
-    a = Separator.from_files(exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE)(x, fs=fs)
-    b = Separator.from_files(exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE)(x, fs=fs)
+    a = Separator.from_files(
+        exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE
+    )(x, fs=fs)
+    b = Separator.from_files(
+        exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE
+    )(x, fs=fs)
     assert len(a) == 2 and a[0].shape == (1, mix.shape[0], 2)
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v)
@@ -130,7 +135,9 @@ def test_inference_entry_point_matches_the_python_api(trained):
         out,
         cwd=root,
     )
-    api = Separator.from_files(exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE)
+    api = Separator.from_files(
+        exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE
+    )
     for line in scps["wav"].read_text().splitlines():
         uid, path = line.split()
         mix, fs = sf.read(path, dtype="float32")
@@ -172,7 +179,9 @@ def test_inference_refuses_a_wrong_sample_rate(trained, tmp_path):
 
 def test_mono_input_to_a_stereo_model_is_a_clear_error(trained):
     _, _, exp = trained
-    api = Separator.from_files(exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE)
+    api = Separator.from_files(
+        exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE
+    )
     with pytest.raises(ValueError, match="2-channel audio but the input has 1"):
         api(torch.zeros(1, FS // 4), fs=FS)
 
@@ -190,7 +199,9 @@ def test_oracle_multistep_through_the_api_never_loses_to_one_step(trained):
         scp = dict(ln.split() for ln in scps[f"spk{n}"].read_text().splitlines())
         refs.append(sf.read(scp[uid], dtype="float32")[0][None])
     x = mix[None]
-    one = Separator.from_files(exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE)(x, fs=fs)
+    one = Separator.from_files(
+        exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE
+    )(x, fs=fs)
     ms = Separator.from_files(
         exp / "config.yaml",
         exp / "valid.loss.best.pth",
@@ -203,9 +214,10 @@ def test_oracle_multistep_through_the_api_never_loses_to_one_step(trained):
     for n in range(2):
         # selection is per chunk and channel, so compare per channel
         for c in range(2):
-            assert _snr(refs[n][0, :, c], multi[n][0, :, c]) >= _snr(
-                refs[n][0, :, c], one[n][0, :, c]
-            ) - 0.5  # chunked overlap-add vs one pass: small cross-fade difference
+            assert (
+                _snr(refs[n][0, :, c], multi[n][0, :, c])
+                >= _snr(refs[n][0, :, c], one[n][0, :, c]) - 0.5
+            )  # chunked overlap-add vs one pass: small cross-fade difference
     summary = ms.last_multistep_summary
     assert "oracle" in summary["label"]
     assert summary["forward_passes"] > 0
@@ -229,14 +241,26 @@ def test_multistep_options_of_the_inference_entry_point(trained):
     root, scps, exp = trained
     out = root / "separated_multistep"
     args = [
-        "--train_config", exp / "config.yaml",
-        "--model_file", exp / "valid.loss.best.pth",
-        "--data_path_and_name_and_type", f"{scps['wav']},speech_mix,sound",
-        "--data_path_and_name_and_type", f"{scps['spk1']},speech_ref1,sound",
-        "--data_path_and_name_and_type", f"{scps['spk2']},speech_ref2,sound",
-        "--allow_variable_data_keys", "true",
-        "--multistep_enable", "true", "--multistep_steps", "1",
-        "--multistep_candidates", "2", "--output_dir", out,
+        "--train_config",
+        exp / "config.yaml",
+        "--model_file",
+        exp / "valid.loss.best.pth",
+        "--data_path_and_name_and_type",
+        f"{scps['wav']},speech_mix,sound",
+        "--data_path_and_name_and_type",
+        f"{scps['spk1']},speech_ref1,sound",
+        "--data_path_and_name_and_type",
+        f"{scps['spk2']},speech_ref2,sound",
+        "--allow_variable_data_keys",
+        "true",
+        "--multistep_enable",
+        "true",
+        "--multistep_steps",
+        "1",
+        "--multistep_candidates",
+        "2",
+        "--output_dir",
+        out,
     ]
     _run("espnet2_ext.bin.enh_inference", *args, cwd=root)
     summary = json.loads((out / "multistep_summary.json").read_text())
@@ -247,7 +271,9 @@ def test_multistep_options_of_the_inference_entry_point(trained):
 
 def test_a_clip_shorter_than_one_stft_frame_is_a_clear_error(trained):
     _, _, exp = trained
-    api = Separator.from_files(exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE)
+    api = Separator.from_files(
+        exp / "config.yaml", exp / "valid.loss.best.pth", chunking=WHOLE
+    )
     with pytest.raises(ValueError, match="too short for the model's STFT"):
         api(torch.zeros(1, 1000, 2), fs=FS)
     # one sample more than n_fft // 2 separates

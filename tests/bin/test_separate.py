@@ -14,12 +14,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import FS, tiny_config
 from espnet2_ext.bin import separate as separate_cli
 from espnet2_ext.constants import MUSDB_STEMS
 from espnet2_ext.separation import tracks
 from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.zoo import full_train_config, pack, safe_unpack, write_model_dir
+
+from conftest import FS, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = 0.3

@@ -20,13 +20,14 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import FS
 from espnet2_ext.api import load_model
 from espnet2_ext.constants import MUSDB_STEMS, MUSIC_SAMPLE_RATE
 from espnet2_ext.convert import mixit_mss
 from espnet2_ext.enh.layers.band_split import DEFAULT_BANDS
 from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.zoo import full_train_config
+
+from conftest import FS
 
 #: A tiny model in their terms (their config keys).
 NET = dict(
@@ -286,8 +287,8 @@ def test_round_trip_through_their_format_gives_identical_outputs(tmp_path):
     → converter CLI → our loader: identical separations."""
     net = {**NET, "num_spk": 12}
     config = mixit_mss.convert(
-        _their_checkpoint(net), their_config=mixit_mss.parse_their_config(
-            _their_config(net))
+        _their_checkpoint(net),
+        their_config=mixit_mss.parse_their_config(_their_config(net)),
     ).config
     torch.manual_seed(5)
     original = _our_model(config)
@@ -319,9 +320,7 @@ def test_round_trip_through_their_format_gives_identical_outputs(tmp_path):
     stems = separator.separate(mix, FS)
     lengths = torch.tensor([mix.shape[-1]])
     with torch.no_grad():
-        est, *_ = original.eval().forward_enhance(
-            mix.T[None], lengths, {}, fs=None
-        )
+        est, *_ = original.eval().forward_enhance(mix.T[None], lengths, {}, fs=None)
     for n in range(12):
         assert torch.equal(stems[f"spk{n + 1}"], est[n][0].T), n
 

@@ -70,7 +70,8 @@ def test_music_data_prep_on_a_musdb_layout(tmp_path):
         [sys.executable, str(RECIPES[1] / "local" / "data_prep.py")]
         + ["--musdb_root", str(root), "--out", str(out)]
         + ["--stems", "vocals", "bass", "--num_test", "3"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     train = _scp(out / "vocals_train" / "wav.scp")
     assert len(train) == 2 * 4  # 2 songs × 4 segments of 4 s with a 2 s hop in 10 s
@@ -93,7 +94,8 @@ def test_embedded_speech_and_event_data(tmp_path):
         + ["--num_speech_train", "3", "--num_speech_valid", "1"]
         + ["--num_events_per_class", "1", "--num_valid_events_per_class", "1"]
         + ["--num_test_events_per_class", "1", "--num_test", "3", "--seconds", "2"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     categories = (out / "sfx_categories.txt").read_text().split()
     assert len(categories) == 24 and "snare" in categories

@@ -19,14 +19,15 @@ import yaml
 from einops import rearrange
 from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
 
-from conftest import FS, TINY_SEPARATOR_CONF
 from espnet2_ext.bin import select_heads as cmd
-from espnet2_ext.separation import ChunkingConfig, Separator
 from espnet2_ext.constants import MUSDB_STEMS
 from espnet2_ext.datasets.songs import read_songs, song_chunks
 from espnet2_ext.enh.head_selection_run import resolve_config, run
+from espnet2_ext.separation import ChunkingConfig, Separator
 from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.zoo import load_model
+
+from conftest import FS, TINY_SEPARATOR_CONF
 
 N_FFT = 2048
 NUM_OUTPUTS = 12
@@ -214,7 +215,9 @@ def test_the_command_picks_the_planted_heads(planted):
 def test_the_4_output_model_loads_strictly_and_keeps_the_chosen_outputs(planted):
     out = planted["out"]
     full = Separator.from_files(planted["config"], planted["model"], chunking=WHOLE)
-    selected = Separator.from_files(out / "config.yaml", out / "model.pth", chunking=WHOLE)  # strict
+    selected = Separator.from_files(
+        out / "config.yaml", out / "model.pth", chunking=WHOLE
+    )  # strict
     assert selected.num_spk == 4 and full.num_spk == NUM_OUTPUTS
     rng = np.random.default_rng(1)
     mix = torch.from_numpy(rng.standard_normal((1, 2, FS // 2)).astype(np.float32))

@@ -36,7 +36,11 @@ def _run(recipe, *args, check=True):
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     env["OMP_NUM_THREADS"] = "1"
     proc = subprocess.run(
-        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True,
+        ["./run.sh", *args],
+        cwd=recipe,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=1200,
     )
     if check:
@@ -56,11 +60,20 @@ def recipe(tmp_path_factory):
     (work / "conf" / "train_enh_ci.yaml").write_text(yaml.safe_dump(config))
     _run(
         work,
-        "--demo", "true",
+        "--demo",
+        "true",
         "--local_data_opts",
         "--demo true --demo_train 3 --demo_valid 1 --demo_test 1 --demo_duration 8",
-        "--train_config", "conf/train_enh_ci.yaml",
-        "--tag", "ci", "--nj", "1", "--segment_size", "4", "--hop_size", "2",
+        "--train_config",
+        "conf/train_enh_ci.yaml",
+        "--tag",
+        "ci",
+        "--nj",
+        "1",
+        "--segment_size",
+        "4",
+        "--hop_size",
+        "2",
     )
     return work
 
@@ -84,14 +97,14 @@ def test_training_and_averaging(recipe):
 
 def test_whole_songs_separated_in_fixed_order(recipe):
     out = recipe / "exp" / "enh_ci" / "separate_test"
-    mixture = (recipe / "data" / "test" / "wav.scp").read_text().split(maxsplit=1)[1].strip()
+    mixture = (
+        (recipe / "data" / "test" / "wav.scp").read_text().split(maxsplit=1)[1].strip()
+    )
     info = sf.info(mixture)
     for stem in ("vocals", "bass", "drums", "other"):
         (song,) = [p for p in (out / "stems").iterdir()]
         est = sf.info(song / f"{stem}.wav")
-        assert (est.frames, est.channels, est.samplerate) == (
-            info.frames, 2, 44100
-        )
+        assert (est.frames, est.channels, est.samplerate) == (info.frames, 2, 44100)
 
 
 def test_scoring_reports_model_and_mixture_baseline(recipe):
@@ -121,8 +134,19 @@ def test_a_stage_can_be_run_again(recipe):
     scoring = recipe / "exp" / "enh_ci" / "separate_test" / "scoring" / "RESULTS.md"
     before = scoring.stat().st_mtime_ns
     _run(
-        recipe, "--demo", "true", "--tag", "ci", "--nj", "1",
-        "--train_config", "conf/train_enh_ci.yaml", "--stage", "6", "--stop_stage", "6",
+        recipe,
+        "--demo",
+        "true",
+        "--tag",
+        "ci",
+        "--nj",
+        "1",
+        "--train_config",
+        "conf/train_enh_ci.yaml",
+        "--stage",
+        "6",
+        "--stop_stage",
+        "6",
     )
     assert scoring.stat().st_mtime_ns > before
 
@@ -131,8 +155,12 @@ def test_missing_dataset_folder_stops_before_writing(tmp_path):
     work = tmp_path / "enh1"
     shutil.copytree(RECIPE, work, symlinks=False, ignore=OUTPUTS)
     proc = _run(
-        work, "--local_data_opts", f"--musdb_root {tmp_path / 'nowhere'}",
-        "--stop_stage", "1", check=False,
+        work,
+        "--local_data_opts",
+        f"--musdb_root {tmp_path / 'nowhere'}",
+        "--stop_stage",
+        "1",
+        check=False,
     )
     assert proc.returncode != 0
     assert "nowhere" in proc.stderr + proc.stdout

@@ -21,12 +21,12 @@ import torch
 from espnet2_ext.bin import multistep_report as cmd
 from espnet2_ext.bin.music_score import main as music_score
 from espnet2_ext.enh.inference.chunking import apply_chunked
-from espnet2_ext.enh.inference.multistep import calibration as calib
 from espnet2_ext.enh.inference.multistep import (
     MultiStepSeparator,
     RatioSchedule,
     calibrate_schedule,
 )
+from espnet2_ext.enh.inference.multistep import calibration as calib
 from espnet2_ext.reports import multistep as report_lib
 from espnet2_ext.reports import multistep_runs as runs_lib
 from espnet2_ext.utils.atomic import json_default

@@ -43,7 +43,9 @@ def stock_model(tmp_path_factory):
 
 def test_same_output_as_espnet_separate_speech(stock_model):
     config, weights = stock_model
-    mix = (0.3 * torch.randn(1, 1200, generator=torch.Generator().manual_seed(1))).numpy()
+    mix = (
+        0.3 * torch.randn(1, 1200, generator=torch.Generator().manual_seed(1))
+    ).numpy()
     ours = Separator.from_files(config, weights, chunking=WHOLE)(mix)
     espnet = SeparateSpeech(
         str(config.with_name("config_espnet.yaml")),
@@ -65,7 +67,7 @@ def test_same_output_as_espnet_separate_speech(stock_model):
 def test_stereo_input_to_a_stock_mono_model_is_separated_per_channel(stock_model):
     config, weights = stock_model
     separator = Separator.from_files(config, weights, chunking=WHOLE)
-    stereo = (0.3 * torch.randn(1, 1200, 2, generator=torch.Generator().manual_seed(2)))
+    stereo = 0.3 * torch.randn(1, 1200, 2, generator=torch.Generator().manual_seed(2))
     out = separator(stereo.numpy())
     assert out[0].shape == (1, 1200, 2)
     for c in range(2):

@@ -7,9 +7,10 @@ import torch
 from espnet2.enh.espnet_model import ESPnetEnhancementModel
 from espnet2.tasks.enh import EnhancementTask as EspnetEnhancementTask
 
-from conftest import FS, tiny_config
 from espnet2_ext.enh.espnet_model import MultiChannelLossEnhancementModel
 from espnet2_ext.tasks.enh import EnhancementTask
+
+from conftest import FS, tiny_config
 
 
 def _args(config):

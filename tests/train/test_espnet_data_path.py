@@ -5,7 +5,6 @@ MUSDB-like tree → data folders → activity index and crops → ``ESPnetDatase
 segments through ESPnet's streaming dataset (what ``--collect_stats`` uses).
 """
 
-
 import numpy as np
 import pytest
 import soundfile as sf

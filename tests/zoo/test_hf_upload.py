@@ -11,11 +11,12 @@ import pytest
 import torch
 import yaml
 
-from conftest import FS, tiny_config
 from espnet2_ext.bin import hf_upload
 from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.version import __version__
 from espnet2_ext.zoo import full_train_config, pack, write_model_dir
+
+from conftest import FS, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +40,19 @@ def packed(tmp_path_factory):
 
 def test_local_dir_holds_the_unpacked_pack_and_a_model_card(packed, tmp_path):
     target = tmp_path / "repo"
-    assert hf_upload.main(
-        ["--packed", str(packed), "--repo", "someone/tiny", "--local_dir", str(target)]
-    ) == 0
+    assert (
+        hf_upload.main(
+            [
+                "--packed",
+                str(packed),
+                "--repo",
+                "someone/tiny",
+                "--local_dir",
+                str(target),
+            ]
+        )
+        == 0
+    )
     with zipfile.ZipFile(packed) as zf:
         for name in zf.namelist():
             assert (target / name).read_bytes() == zf.read(name), name

@@ -12,7 +12,6 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_config
 from espnet2_ext.constants import MUSDB_STEMS
 from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.zoo import (
@@ -31,6 +30,8 @@ from espnet2_ext.zoo import (
     unpack_with_espnet_model_zoo,
     write_model_dir,
 )
+
+from conftest import tiny_config
 
 
 def _pack_in(folder: Path, out: Path) -> Path:

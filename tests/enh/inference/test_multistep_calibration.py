@@ -15,7 +15,6 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from conftest import FS, TINY_SEPARATOR_CONF, write_stereo_set
 
 from espnet2_ext.bin.multistep_calibrate import main
 from espnet2_ext.enh.head_selection_run import resolve_config
@@ -33,6 +32,8 @@ from espnet2_ext.enh.inference.multistep.song_calibration import (
     stem_levels_db,
 )
 from espnet2_ext.zoo import load_model
+
+from conftest import FS, TINY_SEPARATOR_CONF, write_stereo_set
 
 STEPS, CANDIDATES, CHUNK = 2, 3, 0.1  # 0.3 s songs: 3 chunks each
 

@@ -44,8 +44,14 @@ def rms_db(x: np.ndarray) -> float:
 
 
 def write_segments(
-    songs: Sequence[Path], stems: Sequence[str], out: Path, split: str, fs: int,
-    seconds: float, hop: float, silence_db: float,
+    songs: Sequence[Path],
+    stems: Sequence[str],
+    out: Path,
+    split: str,
+    fs: int,
+    seconds: float,
+    hop: float,
+    silence_db: float,
 ) -> None:
     length, step = int(seconds * fs), int(hop * fs)
     for stem in stems:
@@ -71,8 +77,14 @@ def write_segments(
 
 
 def write_test(
-    songs: Sequence[Path], stems: Sequence[str], out: Path, fs: int, seconds: float,
-    num_test: int, silence_db: float, seed: int,
+    songs: Sequence[Path],
+    stems: Sequence[str],
+    out: Path,
+    fs: int,
+    seconds: float,
+    num_test: int,
+    silence_db: float,
+    seed: int,
 ) -> None:
     rng = np.random.default_rng(seed)
     length = int(seconds * fs)

@@ -95,16 +95,29 @@ _WORDS = {
     "harbour pencil blanket station village orchard".split(),
     "verb": "carried painted followed opened measured covered gathered watched "
     "visited answered".split(),
-    "adv": ["slowly", "today", "again", "quickly", "carefully", "before noon",
-            "after dark", "at last", "by the road"],
+    "adv": [
+        "slowly",
+        "today",
+        "again",
+        "quickly",
+        "carefully",
+        "before noon",
+        "after dark",
+        "at last",
+        "by the road",
+    ],
 }
 
 
 def _sentence(rng: random.Random) -> str:
     w = _WORDS
     parts = [
-        rng.choice(w["det"]), rng.choice(w["adj"]), rng.choice(w["noun"]),
-        rng.choice(w["verb"]), rng.choice(w["det"]), rng.choice(w["noun"]),
+        rng.choice(w["det"]),
+        rng.choice(w["adj"]),
+        rng.choice(w["noun"]),
+        rng.choice(w["verb"]),
+        rng.choice(w["det"]),
+        rng.choice(w["noun"]),
     ]
     if rng.random() < 0.6:
         parts.append(rng.choice(w["adv"]))
@@ -169,9 +182,20 @@ def espeak_utterances(
                 text += ", and " + _sentence(rng)
             wav = Path(tmp) / "u.wav"
             subprocess.run(
-                ["espeak-ng", "-v", f"{lang}+{var}", "-s", str(rng.randint(130, 190)),
-                 "-p", str(rng.randint(25, 75)), "-w", str(wav), text],
-                check=True, capture_output=True,
+                [
+                    "espeak-ng",
+                    "-v",
+                    f"{lang}+{var}",
+                    "-s",
+                    str(rng.randint(130, 190)),
+                    "-p",
+                    str(rng.randint(25, 75)),
+                    "-w",
+                    str(wav),
+                    text,
+                ],
+                check=True,
+                capture_output=True,
             )
             audio, rate = sf.read(wav, dtype="float32")
             out.append((f"{lang}_{var}", _resample(_mono(audio), rate, fs)))
@@ -219,9 +243,26 @@ def render_events(
         mid, wav = Path(tmp) / "e.mid", Path(tmp) / "e.wav"
         midi.write(mid)
         subprocess.run(
-            ["fluidsynth", "-ni", "-R", "0", "-C", "0", "-g", "1.0", "-r", str(fs),
-             "-F", str(wav), "-T", "wav", str(soundfont), str(mid)],
-            check=True, capture_output=True,
+            [
+                "fluidsynth",
+                "-ni",
+                "-R",
+                "0",
+                "-C",
+                "0",
+                "-g",
+                "1.0",
+                "-r",
+                str(fs),
+                "-F",
+                str(wav),
+                "-T",
+                "wav",
+                str(soundfont),
+                str(mid),
+            ],
+            check=True,
+            capture_output=True,
         )
         audio, _ = sf.read(wav, dtype="float32")
     audio = _mono(audio)
@@ -360,8 +401,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = p.parse_args(argv)
 
     out = args.out
-    writers = {name: SetWriter(out / name, args.fs) for name in
-               ("speech_train", "speech_valid", "sfx_train", "sfx_valid")}
+    writers = {
+        name: SetWriter(out / name, args.fs)
+        for name in ("speech_train", "speech_valid", "sfx_train", "sfx_valid")
+    }
     if args.mode == "embedded":
         num_speech = args.num_speech_train + args.num_speech_valid
         utts = espeak_utterances(TRAIN_VOICES, num_speech, args.fs, args.seed)
@@ -418,10 +461,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     for writer in writers.values():
         writer.close()
     (out / "sfx_categories.txt").write_text("".join(f"{c}\n" for c in classes))
-    write_test(out, test_speech, test_events, args.num_test, args.num_test_events,
-               args.fs, args.seconds, args.seed + 2)
-    print(f"{out}: {len(utts)} utterances, {len(train_events)} event clips, "
-          f"{len(classes)} classes, {args.num_test} test mixtures")
+    write_test(
+        out,
+        test_speech,
+        test_events,
+        args.num_test,
+        args.num_test_events,
+        args.fs,
+        args.seconds,
+        args.seed + 2,
+    )
+    print(
+        f"{out}: {len(utts)} utterances, {len(train_events)} event clips, "
+        f"{len(classes)} classes, {args.num_test} test mixtures"
+    )
 
 
 if __name__ == "__main__":

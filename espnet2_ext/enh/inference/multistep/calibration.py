@@ -303,4 +303,3 @@ def write_report(path: Union[str, Path], result: Calibration) -> Path:
         ),
     }
     return atomic_write_json(path, data)
-

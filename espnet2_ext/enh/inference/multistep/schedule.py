@@ -163,4 +163,3 @@ class RatioSchedule:
         if not isinstance(data, dict):
             raise ValueError(f"{path} does not hold a schedule mapping")
         return cls.from_dict(data)
-

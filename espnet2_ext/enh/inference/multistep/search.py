@@ -601,4 +601,3 @@ def apply_schedule_step(
         index = torch.tensor(run, device=previous.device)
         current[:, index] = runner.separate_blends(mixture, previous, weights, index)[0]
     return current
-

@@ -317,5 +317,3 @@ def run_calibration(
     write_report(report, result)
     logging.info(f"wrote {report}")
     return result
-
-
