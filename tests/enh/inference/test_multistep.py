@@ -75,6 +75,16 @@ def test_candidate_ratio_grids():
     assert narrow == pytest.approx([0.5 * r for r in uniform])
     with pytest.raises(ValueError, match="grid"):
         candidate_ratios(1, steps=2, candidates=2, grid="log")
+    # the authors' grid keeps the 0.1 spacing for any K (K = 5: {1.0 … 0.6}), not K/K
+    five = candidate_ratios(3, steps=5, candidates=5, grid="uniform")
+    assert five == [1.0, 0.9, 0.8, 0.7, 0.6]
+    assert candidate_ratios(1, steps=5, candidates=1, grid="uniform") == [1.0]
+    with pytest.raises(ValueError, match="at most 10"):
+        candidate_ratios(1, steps=5, candidates=11, grid="uniform")
+    # the narrowing grid is K/K … 1/K scaled (K = 4 at step 2 of 2: half of it)
+    assert candidate_ratios(2, steps=2, candidates=4, grid="narrowing") == (
+        pytest.approx([0.5, 0.375, 0.25, 0.125])
+    )
     ms = MultiStepSeparator(sign_separator)
     assert (ms.steps, ms.candidates) == (DEFAULT_STEPS, DEFAULT_CANDIDATES) == (20, 10)
 

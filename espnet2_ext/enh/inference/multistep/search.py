@@ -25,8 +25,9 @@ What this module does, and why:
 * **The previous estimate is always a candidate** (first, so ties keep it), so the
   selected metric never decreases from one step to the next. The authors' speech scripts
   keep it; their music script has it commented out.
-* **Candidate grids** (``grid``): ``"uniform"``, mixture weights {1.0, 0.9, …, 0.1} at every
-  step (the authors' music script: weights {0, …, 0.9} on the estimate); ``"narrowing"``,
+* **Candidate grids** (``grid``): ``"uniform"``, mixture weights {1.0, 0.9, …} spaced 0.1
+  for any K ≤ 10 at every step (the authors' music script: weights {0, 0.1, …} on the
+  estimate); ``"narrowing"``,
   ``(1 − (t − 1)/T) · {1.0, …, 1/K}`` at step ``t`` (their speech scripts: the weight on
   the estimate starts at ``(t − 1)/T``), so later steps stay closer to the estimate.
   Or an explicit list of weights (``ratios``).
@@ -67,6 +68,9 @@ from espnet2_ext.enh.inference.multistep.schedule import RatioSchedule, check_ra
 #: Defaults of the paper and of the authors' scripts: T = 20 steps, K = 10 candidates.
 DEFAULT_STEPS = 20
 DEFAULT_CANDIDATES = 10
+#: The uniform grid (the authors'): estimate weights 0, 0.1, 0.2, … (at most 10).
+UNIFORM_SPACING = 0.1
+UNIFORM_MAX_CANDIDATES = 10
 GRIDS = MULTISTEP_GRIDS
 
 
@@ -75,11 +79,14 @@ def candidate_ratios(
 ) -> List[float]:
     """Mixture weights ``r_k`` tried at ``step`` (1-based) of ``steps``.
 
-    ``uniform``: ``{K/K, (K−1)/K, …, 1/K}`` at every step. ``narrowing``: the same grid
-    scaled by ``1 − (step − 1)/steps``.
+    ``uniform`` (the authors' music script): ``{1.0, 0.9, …, 1 − 0.1 (K − 1)}`` at every
+    step — estimate weights ``0.1 · k`` for ``k < K``, spaced 0.1 whatever ``K`` is (so
+    ``K ≤ 10``). ``narrowing`` (their speech scripts): ``{K/K, (K−1)/K, …, 1/K}`` scaled by
+    ``1 − (step − 1)/steps``.
 
     Raises:
-        ValueError: unknown grid, or a step outside ``1 .. steps``.
+        ValueError: unknown grid, ``K > 10`` on the uniform grid, or a step outside
+            ``1 .. steps``.
     """
     if grid not in GRIDS:
         raise ValueError(f"unknown grid {grid!r}: choose one of {GRIDS} or pass ratios")
@@ -87,11 +94,17 @@ def candidate_ratios(
         raise ValueError(f"candidates must be >= 1, got {candidates}")
     if not 1 <= step <= steps:
         raise ValueError(f"step must be in 1 .. {steps}, got {step}")
-    base = [(candidates - j) / candidates for j in range(candidates)]
     if grid == "uniform":
-        return base
+        if candidates > UNIFORM_MAX_CANDIDATES:
+            raise ValueError(
+                f"the uniform grid spaces the estimate weight by {UNIFORM_SPACING} "
+                f"(the authors' grid), so it has at most {UNIFORM_MAX_CANDIDATES} "
+                f"candidates; got {candidates}. Use the narrowing grid or explicit "
+                "ratios for more"
+            )
+        return [round(1.0 - UNIFORM_SPACING * k, 10) for k in range(candidates)]
     scale = 1.0 - (step - 1) / steps
-    return [scale * r for r in base]
+    return [scale * (candidates - j) / candidates for j in range(candidates)]
 
 
 class MultiStepSeparator:
