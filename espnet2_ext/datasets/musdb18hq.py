@@ -1,14 +1,24 @@
-"""MUSDB18-HQ → Kaldi-style data folders (one utterance per song).
+"""MUSDB18-HQ layout → Kaldi-style data folders (one utterance per song).
 
-Reads ``<root>/{train,test}/<song>/{mixture,vocals,bass,drums,other}.wav`` and writes
-``<out>/{train,valid,test}/`` with
+Reads any tree in the MUSDB18-HQ layout, ``<root>/{train,test}/<song>/mixture.wav``
+plus one file per stem (``<stem>.wav``; FLAC files, ``<stem>.flac``, work as well), with
+any number of songs and any stem names, and writes ``<out>/{train,valid,test}/`` with
 
-* ``wav.scp`` (mixture) and ``spk1.scp`` … ``spk4.scp`` (stems in the fixed order of
-  :data:`espnet2_ext.constants.MUSDB_STEMS`), absolute paths (they may contain spaces);
+* ``stems``: the stem names in output order, one a line;
+* ``wav.scp`` (mixture) and ``spk1.scp`` … ``spk<N>.scp`` (the stems in that order),
+  absolute paths (they may contain spaces);
 * ``utt2spk``, ``spk2utt`` (every song is its own speaker), ``utt2num_samples``,
   ``utt2dur`` (seconds), ``uid2song`` (uid → original folder name);
 
 and ``<out>/musdb18hq_prep_report.txt`` (the split, skipped songs and warnings).
+
+Stems: read from the data (every audio file of a song folder but ``mixture``), the
+four MUSDB18 stems first in their usual order (vocals, bass, drums, other), any others
+after them in alphabetical order; or given with ``--stems`` (selects and orders them;
+every song must have those files, other files are ignored). Every song of ``train/`` and
+``test/`` must have the same stem files: songs that disagree are an error that names the
+song and both lists, before anything is written. A stem that is silent in a song (no
+vocals in an instrumental) is valid data: the file exists and holds zeros.
 
 Song names contain spaces, commas and ampersands, so uids are made from them by
 replacing every run of other characters than ``[A-Za-z0-9._-]`` with ``_`` (made unique
@@ -21,7 +31,8 @@ a deterministic 14 % of the usable training songs (smallest SHA-1 of their
 name), reported as such.
 
 Checks, before anything is written: the root exists and has ``train/`` and ``test/``;
-every song has all five files, readable as audio, at ``--sample-rate`` (44100), with
+the songs agree on their stems; a valid list names only songs of ``train/``; every song
+has its mixture and stem files, readable as audio, at ``--sample-rate`` (44100), with
 ``--channels`` (2) channels and equal lengths. A song that fails is named with its
 problem and skipped, the others are prepared. A silent file (peak below one 16-bit step)
 is allowed and reported as a warning. The folders are written to a temporary folder
@@ -30,6 +41,8 @@ first and moved into place at the end, so an error leaves no half-written folder
 Usage::
 
     python -m espnet2_ext.datasets.musdb18hq --root /data/musdb18hq --out data
+    python -m espnet2_ext.datasets.musdb18hq --root ~/my_songs --out data \\
+        --valid-list my_valid_songs.txt --stems "lead keys beat"
 """
 
 from __future__ import annotations
@@ -52,6 +65,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from espnet2_ext.constants import MUSDB_STEMS, MUSIC_SAMPLE_RATE
+from espnet2_ext.datasets.songs import write_stems
 
 #: The 14 validation songs of the usual MUSDB18 split (``musdb/configs/mus.yaml``).
 STANDARD_VALID_SONGS = (
@@ -83,6 +97,12 @@ SILENCE_PEAK = 2.0**-15
 SPLITS = ("train", "valid", "test")
 REPORT_NAME = "musdb18hq_prep_report.txt"
 
+#: The mixture's file name (without extension) in a song folder.
+MIXTURE = "mixture"
+
+#: Extensions of the song files (libsndfile formats with sample-exact seeking).
+SONG_FILE_EXTENSIONS = (".wav", ".flac")
+
 
 class MusdbLayoutError(ValueError):
     """The root folder is not a MUSDB18-HQ tree (nothing has been written)."""
@@ -96,6 +116,7 @@ class SongInfo:
     folder: str
     num_samples: int
     sample_rate: int
+    files: Dict[str, str]  # "mixture" and every stem -> path
     warnings: List[str] = field(default_factory=list)
 
 
@@ -105,6 +126,8 @@ class PrepReport:
 
     splits: Dict[str, List[str]]  # split -> uids
     uid2song: Dict[str, str]
+    stems: Tuple[str, ...]  # output order: spk1.scp is stems[0]
+    stems_source: str
     skipped: List[Tuple[str, str]]  # (song folder, problem)
     warnings: List[Tuple[str, str]]  # (song folder, message)
     valid_source: str
@@ -124,8 +147,8 @@ def check_root(root: str) -> Path:
     if missing:
         raise MusdbLayoutError(
             f"MUSDB18-HQ root {root!r} has no {' or '.join(missing)}/ folder; the "
-            "layout is <root>/{train,test}/<song>/{mixture,vocals,bass,drums,other}"
-            ".wav (is --root one level too high or too low?)"
+            "layout is <root>/{train,test}/<song>/mixture.wav and one <stem>.wav per "
+            "stem (is --root one level too high or too low?)"
         )
     return path
 
@@ -136,70 +159,180 @@ def safe_uid(name: str) -> str:
     return uid or "song"
 
 
+def song_files(folder: str) -> Dict[str, List[str]]:
+    """``{name: [paths]}`` of the song files (``<name>.wav``/``.flac``) in ``folder``.
+
+    More than one path for a name (``vocals.wav`` and ``vocals.flac``) is the caller's
+    error to report; other files (notes, cover images) are ignored.
+    """
+    files: Dict[str, List[str]] = {}
+    for entry in sorted(os.listdir(folder)):
+        base, ext = os.path.splitext(entry)
+        path = os.path.join(folder, entry)
+        if ext.lower() in SONG_FILE_EXTENSIONS and base and os.path.isfile(path):
+            files.setdefault(base, []).append(path)
+    return files
+
+
+def order_stems(names: Sequence[str]) -> Tuple[str, ...]:
+    """The MUSDB18 stems first in their usual order, then the others alphabetically."""
+    known = [stem for stem in MUSDB_STEMS if stem in names]
+    return tuple(known + sorted(set(names) - set(known)))
+
+
+def parse_stems(stems: Optional[Sequence[str]]) -> Optional[Tuple[str, ...]]:
+    """``--stems`` as given (``["a b", "c"]`` or ``["a", "b", "c"]``) → names.
+
+    Raises:
+        ValueError: an empty list, a repeated name, ``mixture`` or a name that cannot
+            be a file name.
+    """
+    if stems is None:
+        return None
+    names = tuple(name for item in stems for name in item.split())
+    if not names:
+        raise ValueError("--stems is empty: name at least one stem, or leave it out")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"--stems names {repeated} more than once")
+    bad = [n for n in names if n == MIXTURE or "/" in n or n.startswith(".")]
+    if bad:
+        raise ValueError(
+            f"--stems {bad}: a stem is a file name without extension in a song folder "
+            f"and cannot be {MIXTURE!r}"
+        )
+    return names
+
+
+def resolve_stems(
+    folders: Sequence[str], root: Path, stems: Optional[Sequence[str]]
+) -> Tuple[Tuple[str, ...], str]:
+    """The stems of the tree: ``stems`` checked against every song, or read from them.
+
+    Args:
+        folders: every song folder of ``train/`` and ``test/``.
+        root: the root (for names in messages).
+        stems: ``--stems`` (None: read from the data).
+
+    Returns:
+        (stem names in output order, where they came from)
+
+    Raises:
+        ValueError: songs that disagree on their stems, a song without one of
+            ``stems``, a stem in two formats, or no stem at all (nothing is written).
+    """
+    listed = {}
+    for folder in folders:
+        files = song_files(folder)
+        label = os.path.relpath(folder, root)
+        twice = {n: p for n, p in files.items() if len(p) > 1}
+        if twice:
+            name, paths = next(iter(twice.items()))
+            raise ValueError(
+                f"song {label!r} has {name!r} in two files "
+                f"{[os.path.basename(p) for p in paths]}: keep one"
+            )
+        listed[folder] = sorted(n for n in files if n != MIXTURE)
+    if not listed:
+        raise ValueError(f"{root} has no song folder under train/ or test/")
+    if stems is not None:
+        for folder, names in listed.items():
+            missing = [n for n in stems if n not in names]
+            if missing:
+                raise ValueError(
+                    f"song {os.path.relpath(folder, root)!r} has no "
+                    f"{', '.join(missing)} file: its stems are {names}, --stems asks "
+                    f"for {list(stems)}; every song needs every stem (a silent stem is "
+                    "a file of zeros)"
+                )
+        return tuple(stems), "--stems"
+    first, first_names = next(iter(listed.items()))
+    for folder, names in listed.items():
+        if names != first_names:
+            raise ValueError(
+                f"songs disagree on their stems: {os.path.relpath(folder, root)!r} has "
+                f"{names}, {os.path.relpath(first, root)!r} has {first_names}. Give "
+                "every song the same stem files (a silent stem is a file of zeros) or "
+                "choose the stems every song has with --stems"
+            )
+    if not first_names:
+        raise ValueError(
+            f"the songs of {root} have no stem file besides {MIXTURE}: nothing to "
+            "separate into"
+        )
+    return order_stems(first_names), "read from the data"
+
+
 def inspect_song(
     folder: str,
+    stems: Sequence[str] = MUSDB_STEMS,
     sample_rate: int = MUSIC_SAMPLE_RATE,
     channels: int = 2,
     check_silence: bool = True,
 ) -> Tuple[Optional[SongInfo], List[str]]:
-    """Check one song folder.
+    """Check one song folder: its mixture and the files of ``stems``.
 
     Returns:
         (info, problems): ``info`` is None when the song must be skipped, and
         ``problems`` says why; ``info.warnings`` holds what is allowed but odd.
     """
     name = os.path.basename(folder)
-    files = {
-        stem: os.path.join(folder, f"{stem}.wav") for stem in ("mixture",) + MUSDB_STEMS
-    }
-    missing = [
-        f"{stem}.wav" for stem, path in files.items() if not os.path.isfile(path)
-    ]
+    found = song_files(folder)
+    wanted = (MIXTURE,) + tuple(stems)
+    missing = [f"{n}.wav" for n in wanted if n not in found]
     if missing:
         return None, [f"missing {', '.join(missing)}"]
+    files = {n: found[n][0] for n in wanted}
     problems: List[str] = []
     infos = {}
     for stem, path in files.items():
+        base = os.path.basename(path)
         try:
             infos[stem] = sf.info(path)
         except Exception as err:  # libsndfile raises several types for bad files
-            problems.append(f"{stem}.wav is not readable audio ({err})")
+            problems.append(f"{base} is not readable audio ({err})")
     if problems:
         return None, problems
     for stem, info in infos.items():
+        base = os.path.basename(files[stem])
         if info.samplerate != sample_rate:
             problems.append(
-                f"{stem}.wav is sampled at {info.samplerate} Hz, expected {sample_rate}"
+                f"{base} is sampled at {info.samplerate} Hz, expected {sample_rate}"
             )
         if info.channels != channels:
             problems.append(
-                f"{stem}.wav has {info.channels} channel(s), expected {channels}"
+                f"{base} has {info.channels} channel(s), expected {channels}"
                 + (" (a mono stem in a stereo set)" if info.channels == 1 else "")
             )
     lengths = {stem: info.frames for stem, info in infos.items()}
     if len(set(lengths.values())) != 1:
         problems.append(
             "files of different lengths: "
-            + ", ".join(f"{stem}.wav {n} samples" for stem, n in lengths.items())
+            + ", ".join(
+                f"{os.path.basename(files[stem])} {n} samples"
+                for stem, n in lengths.items()
+            )
         )
-    if lengths["mixture"] == 0:
+    if lengths[MIXTURE] == 0:
         problems.append("the files are empty")
     if problems:
         return None, problems
     song = SongInfo(
         name=name,
         folder=folder,
-        num_samples=lengths["mixture"],
+        num_samples=lengths[MIXTURE],
         sample_rate=sample_rate,
+        files=files,
     )
     if check_silence:
         for stem, path in files.items():
+            base = os.path.basename(path)
             try:
                 peak = _peak(path)
             except Exception as err:
-                return None, [f"{stem}.wav could not be decoded ({err})"]
+                return None, [f"{base} could not be decoded ({err})"]
             if peak < SILENCE_PEAK:
-                song.warnings.append(f"{stem}.wav is silent (peak {peak:.2e})")
+                song.warnings.append(f"{base} is silent (peak {peak:.2e})")
     return song, []
 
 
@@ -310,16 +443,17 @@ def _inspect_star(args):
     return inspect_song(*args)
 
 
-def _write_split(folder: Path, songs: List[Tuple[str, SongInfo]]) -> None:
+def _write_split(
+    folder: Path, songs: List[Tuple[str, SongInfo]], stems: Sequence[str]
+) -> None:
     folder.mkdir(parents=True)
-    songs = sorted(songs)
-    stems = ("mixture",) + MUSDB_STEMS
-    names = ["wav.scp"] + [f"spk{i}.scp" for i in range(1, len(MUSDB_STEMS) + 1)]
-    for stem, name in zip(stems, names):
+    songs = sorted(songs, key=lambda item: item[0])
+    write_stems(folder, stems)
+    names = ["wav.scp"] + [f"spk{i}.scp" for i in range(1, len(stems) + 1)]
+    for stem, name in zip((MIXTURE,) + tuple(stems), names):
         with open(folder / name, "w", encoding="utf-8") as f:
             for uid, song in songs:
-                path = os.path.abspath(os.path.join(song.folder, f"{stem}.wav"))
-                f.write(f"{uid} {path}\n")
+                f.write(f"{uid} {os.path.abspath(song.files[stem])}\n")
     with open(folder / "utt2spk", "w", encoding="utf-8") as f:
         f.writelines(f"{uid} {uid}\n" for uid, _ in songs)
     with open(folder / "spk2utt", "w", encoding="utf-8") as f:
@@ -338,6 +472,7 @@ def prepare_musdb18hq(
     root: str,
     out: str,
     valid_list: Optional[str] = None,
+    stems: Optional[Sequence[str]] = None,
     sample_rate: int = MUSIC_SAMPLE_RATE,
     channels: int = 2,
     check_silence: bool = True,
@@ -345,25 +480,40 @@ def prepare_musdb18hq(
 ) -> PrepReport:
     """Write ``<out>/{train,valid,test}`` from the MUSDB18-HQ tree at ``root``.
 
+    Args:
+        root: the tree (``train/``, ``test/``).
+        out: the data folder to write.
+        valid_list: file of validation song names (see the module docstring).
+        stems: stems to use, in output order (None: read from the data).
+        sample_rate, channels: what every file must have.
+        check_silence: read every file to report silent ones.
+        nj: parallel jobs for the checks.
+
     Raises:
         MusdbLayoutError: ``root`` is missing or lacks ``train/``/``test/``.
-        ValueError: a split would be empty, or the valid list names unknown songs.
-        (In every case nothing is written.)
+        ValueError: songs that disagree on their stems, a split would be empty, or
+            the valid list names unknown songs. (In every case nothing is written.)
     """
     root_path = check_root(root)
-    jobs, skipped, warnings = [], [], []
+    stems = parse_stems(stems)
+    skipped, warnings = [], []
     folders_by_dir = {}
     for split_dir in ("train", "test"):
         folders, strays = _song_folders(root_path / split_dir)
         for stray in strays:
             warnings.append((f"{split_dir}/{stray}", "not a song folder, ignored"))
         folders_by_dir[split_dir] = folders
-        jobs += [(folder, sample_rate, channels, check_silence) for folder in folders]
-
+    # fail before the (slow) checks of the songs
+    all_folders = folders_by_dir["train"] + folders_by_dir["test"]
+    stems, stems_source = resolve_stems(all_folders, root_path, stems)
     list_file = valid_list_file(root_path, valid_list)
-    if list_file is not None:  # fail before the (slow) checks of the songs
+    if list_file is not None:
         train_names = [os.path.basename(f) for f in folders_by_dir["train"]]
         check_valid_list(list_file, train_names, root_path)
+    logging.info(f"stems ({stems_source}): {' '.join(stems)}")
+    jobs = [
+        (folder, stems, sample_rate, channels, check_silence) for folder in all_folders
+    ]
 
     if nj > 1:
         with multiprocessing.Pool(nj) as pool:
@@ -425,10 +575,11 @@ def prepare_musdb18hq(
     tmp = Path(tempfile.mkdtemp(prefix=".musdb18hq_tmp_", dir=out_path))
     try:
         for split, songs in splits.items():
-            _write_split(tmp / split, songs)
+            _write_split(tmp / split, songs, stems)
         with open(tmp / REPORT_NAME, "w", encoding="utf-8") as f:
             f.write(
                 f"root: {os.path.abspath(root)}\nvalid songs from: {valid_source}\n"
+                f"stems ({stems_source}): {' '.join(stems)}\n"
             )
             for split in SPLITS:
                 f.write(f"{split}: {len(splits[split])} songs\n")
@@ -450,6 +601,8 @@ def prepare_musdb18hq(
     return PrepReport(
         splits={s: [uid for uid, _ in sorted(songs)] for s, songs in splits.items()},
         uid2song=used_uids,
+        stems=stems,
+        stems_source=stems_source,
         skipped=skipped,
         warnings=warnings,
         valid_source=valid_source,
@@ -468,6 +621,13 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"song names for valid, one a line (default: ROOT/{VALID_LIST_NAME}, "
         "else the standard 14, else a deterministic subset)",
+    )
+    parser.add_argument(
+        "--stems",
+        nargs="+",
+        default=None,
+        help="stems in output order, e.g. --stems vocals bass or --stems 'vocals "
+        "bass' (default: every stem file the songs have)",
     )
     parser.add_argument("--sample-rate", type=int, default=MUSIC_SAMPLE_RATE)
     parser.add_argument("--channels", type=int, default=2)
@@ -488,6 +648,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.root,
             args.out,
             valid_list=args.valid_list,
+            stems=args.stems,
             sample_rate=args.sample_rate,
             channels=args.channels,
             check_silence=not args.no_silence_check,

@@ -19,26 +19,34 @@ from espnet2_ext.datasets.musdb18hq import (
 
 RATE = 44100
 N = 2205  # 50 ms
-FILES = ("mixture",) + MUSDB_STEMS
 
 
 def make_song(
-    folder, rng, n=N, rate=RATE, channels=2, silent=(), skip=(), override=None
+    folder,
+    rng,
+    n=N,
+    rate=RATE,
+    channels=2,
+    silent=(),
+    skip=(),
+    override=None,
+    stems=MUSDB_STEMS,
+    ext="wav",
 ):
     """Write a song; ``override`` maps a file to (samples, rate, channels) or "text"."""
     os.makedirs(folder, exist_ok=True)
-    stems = {}
-    for name in MUSDB_STEMS:
-        stems[name] = (
+    audio = {}
+    for name in stems:
+        audio[name] = (
             np.zeros((n, channels))
             if name in silent
             else 0.2 * rng.standard_normal((n, channels))
         )
-    stems["mixture"] = sum(stems[name] for name in MUSDB_STEMS)
-    for name in FILES:
+    audio["mixture"] = sum(audio[name] for name in stems)
+    for name in ("mixture",) + tuple(stems):
         if name in skip:
             continue
-        path = os.path.join(folder, f"{name}.wav")
+        path = os.path.join(folder, f"{name}.{ext}")
         if override and name in override:
             spec = override[name]
             if spec == "text":
@@ -50,7 +58,7 @@ def make_song(
                 path, 0.1 * rng.standard_normal((length, file_channels)), file_rate
             )
         else:
-            sf.write(path, stems[name], rate)
+            sf.write(path, audio[name], rate)
 
 
 GOOD_TRAIN = [
@@ -70,7 +78,7 @@ def tree(tmp_path):
     for name in GOOD_TRAIN:
         make_song(root / "train" / name, rng)
     make_song(root / "train" / "Quiet - Silent Bass", rng, silent=("bass",))
-    make_song(root / "train" / "Bad - Missing Stem", rng, skip=("bass",))
+    make_song(root / "train" / "Bad - Missing Mixture", rng, skip=("mixture",))
     make_song(
         root / "train" / "Bad - Short Drums", rng, override={"drums": (N - 10, RATE, 2)}
     )
@@ -100,13 +108,13 @@ def test_prepares_good_songs_and_skips_bad_ones_with_a_message(tree, tmp_path, c
 
     skipped = dict(report.skipped)
     assert set(skipped) == {
-        "train/Bad - Missing Stem",
+        "train/Bad - Missing Mixture",
         "train/Bad - Short Drums",
         "train/Bad - Mono Vocals",
         "train/Bad - Low Rate",
         "train/Bad - Not Audio",
     }
-    assert "missing bass.wav" in skipped["train/Bad - Missing Stem"]
+    assert "missing mixture.wav" in skipped["train/Bad - Missing Mixture"]
     assert "different lengths" in skipped["train/Bad - Short Drums"]
     assert "mono stem in a stereo set" in skipped["train/Bad - Mono Vocals"]
     assert "22050 Hz" in skipped["train/Bad - Low Rate"]
@@ -123,8 +131,10 @@ def test_prepares_good_songs_and_skips_bad_ones_with_a_message(tree, tmp_path, c
     assert len(report.splits["test"]) == 2
     assert "valid_songs.txt" in report.valid_source
 
+    assert report.stems == MUSDB_STEMS and report.stems_source == "read from the data"
     for split in ("train", "valid", "test"):
         folder = out / split
+        assert (folder / "stems").read_text() == "vocals\nbass\ndrums\nother\n"
         wav = read_table(folder / "wav.scp")
         uids = [uid for uid, _ in wav]
         assert uids == sorted(uids) == sorted(report.splits[split])
@@ -217,3 +227,96 @@ def test_standard_list_matches_the_musdb_package():
         assert sorted(yaml.safe_load(f)["validation_tracks"]) == sorted(
             STANDARD_VALID_SONGS
         )
+
+
+def _own_tree(root, stems=("lead", "keys", "beat"), **song_kwargs):
+    """A tree with other stem names: 4 train songs (one without lead), 1 test song."""
+    rng = np.random.default_rng(3)
+    for name in ("A - One", "B - Two", "C - Three"):
+        make_song(root / "train" / name, rng, stems=stems)
+    make_song(root / "train" / "D - Instrumental", rng, stems=stems, silent=("lead",))
+    make_song(root / "test" / "E - Test", rng, stems=stems, ext="flac")
+    return root
+
+
+def test_any_stem_names_are_read_from_the_data(tmp_path):
+    root = _own_tree(tmp_path / "mine")
+    listing = tmp_path / "my_valid.txt"
+    listing.write_text("B - Two\n")
+    out = tmp_path / "data"
+    assert 0 == main(
+        ["--root", str(root), "--out", str(out), "--valid-list", str(listing)]
+    )
+    # the MUSDB names first (none here), then alphabetical
+    for split in ("train", "valid", "test"):
+        assert (out / split / "stems").read_text().split() == ["beat", "keys", "lead"]
+        assert sorted(os.listdir(out / split)) == sorted(
+            [
+                "stems",
+                "wav.scp",
+                "spk1.scp",
+                "spk2.scp",
+                "spk3.scp",
+                "utt2spk",
+                "spk2utt",
+                "utt2num_samples",
+                "utt2dur",
+                "uid2song",
+            ]
+        )
+    train = dict(read_table(out / "train" / "spk3.scp"))
+    assert sorted(train) == ["A_-_One", "C_-_Three", "D_-_Instrumental"]
+    assert train["D_-_Instrumental"].endswith("D - Instrumental/lead.wav")
+    assert dict(read_table(out / "valid" / "wav.scp")) == {
+        "B_-_Two": str(root / "train" / "B - Two" / "mixture.wav")
+    }
+    assert read_table(out / "test" / "spk1.scp")[0][1].endswith("E - Test/beat.flac")
+    report = (out / "musdb18hq_prep_report.txt").read_text()
+    assert "lead.wav is silent" in report  # valid data, reported
+    assert "stems (read from the data): beat keys lead" in report
+
+
+def test_stems_option_selects_and_orders(tmp_path):
+    root = _own_tree(tmp_path / "mine")
+    out = tmp_path / "data"
+    report = prepare_musdb18hq(str(root), str(out), stems=["lead beat"])
+    assert report.stems == ("lead", "beat") and report.stems_source == "--stems"
+    assert (out / "train" / "stems").read_text() == "lead\nbeat\n"
+    assert not (out / "train" / "spk3.scp").exists()
+    assert read_table(out / "train" / "spk2.scp")[0][1].endswith("/beat.wav")
+    with pytest.raises(ValueError, match="more than once"):
+        prepare_musdb18hq(str(root), str(tmp_path / "x"), stems=["lead", "lead"])
+    with pytest.raises(ValueError, match="cannot be 'mixture'"):
+        prepare_musdb18hq(str(root), str(tmp_path / "x"), stems=["mixture"])
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("stems", [None, ["lead", "beat"]])
+def test_songs_that_disagree_on_stems_stop_before_writing(tmp_path, stems):
+    root = _own_tree(tmp_path / "mine")
+    os.remove(root / "train" / "C - Three" / "beat.wav")  # C lacks beat
+    out = tmp_path / "data"
+    with pytest.raises(ValueError) as err:
+        prepare_musdb18hq(str(root), str(out), stems=stems)
+    message = str(err.value)
+    assert "train/C - Three" in message
+    assert "['keys', 'lead']" in message  # the song's list
+    if stems is None:  # ... and the list of the other songs
+        assert "['beat', 'keys', 'lead']" in message and "--stems" in message
+    else:
+        assert "['lead', 'beat']" in message
+    assert not out.exists()
+    assert main(["--root", str(root), "--out", str(out)]) == 1
+    assert not out.exists()
+    # selecting the stems every song has works
+    report = prepare_musdb18hq(str(root), str(out), stems=["keys", "lead"])
+    assert report.stems == ("keys", "lead")
+
+
+def test_a_stem_in_two_formats_is_an_error(tmp_path):
+    root = _own_tree(tmp_path / "mine")
+    song = root / "train" / "A - One"
+    sf.write(song / "keys.flac", np.zeros((N, 2)), RATE)
+    with pytest.raises(ValueError, match="two files"):
+        prepare_musdb18hq(str(root), str(tmp_path / "data"))
+    assert not (tmp_path / "data").exists()
