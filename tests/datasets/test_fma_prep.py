@@ -1,4 +1,7 @@
-"""FMA preparation: filters, resampling, silence rule, bad files never fatal."""
+"""FMA preparation: filters, resampling, silence rules, bad files never fatal.
+
+The rules on planted arrays are in test_fma_segment_rules.py; here they run on MP3 files.
+"""
 
 import csv
 import os
@@ -10,7 +13,15 @@ import soundfile as sf
 from espnet2_ext.datasets.fma import FmaConfig, main, prepare_fma, process_track
 from espnet2_ext.train.dataset import SegmentSoundScpReader, read_segment_scp
 
-CONFIG = FmaConfig(segment_seconds=1.0, hop_seconds=0.5)  # 20 chunks of 50 ms
+# 20 chunks of 50 ms; OURS: complete segments, -60 dBFS chunks, drop only the segment
+AUTHORS = FmaConfig(segment_seconds=1.0, hop_seconds=0.5)
+OURS = FmaConfig(
+    segment_seconds=1.0,
+    hop_seconds=0.5,
+    last_segment="complete",
+    silence="below_db",
+    silent_segment="drop_segment",
+)
 
 
 def _mp3(path, seconds, rate=44100, channels=2, loud_seconds=None, seed=0):
@@ -37,6 +48,7 @@ def fma_root(tmp_path_factory):
     _mp3(str(d1 / "001008.mp3"), 2.0, loud_seconds=0.0)  # all silent: dropped
     _mp3(str(d1 / "001009.mp3"), 0.5)  # shorter than a segment: dropped
     _mp3(str(d1 / "001010.mp3"), 2.5, seed=1)
+    _mp3(str(d1 / "001011.mp3"), 2.0, seed=2)
     return root
 
 
@@ -46,12 +58,12 @@ def _tracks(scp):
 
 def test_filters_resampling_and_bad_files(fma_root, tmp_path):
     out, cache = tmp_path / "data" / "fma", tmp_path / "cache"
-    counts = prepare_fma(str(fma_root), "small", str(out), str(cache), config=CONFIG)
+    counts = prepare_fma(str(fma_root), "small", str(out), str(cache), config=OURS)
 
-    assert counts["files"] == 10
+    assert counts["files"] == 11
     assert counts["unreadable_files"] == 2
     assert counts["dropped_files"] == 4
-    assert counts["kept_files"] == 4
+    assert counts["kept_files"] == 5
     assert counts["resampled_files"] == 1
 
     with open(out / "skipped.tsv") as f:
@@ -73,10 +85,12 @@ def test_filters_resampling_and_bad_files(fma_root, tmp_path):
         "001009.mp3",
     }
 
-    resampled = cache / "000" / "000002.wav"
+    resampled = cache / "000" / "000002.mp3.flac"
     info = sf.info(str(resampled))
-    assert info.samplerate == 44100 and info.channels == 2
-    assert info.frames == 110250  # 2.5 s · 48000 · 147/160
+    assert info.samplerate == 44100 and info.channels == 2 and info.format == "FLAC"
+    # 2.5 s at 48 kHz · 147/160 (ffmpeg and libsndfile may trim the encoder delay
+    # differently: within one MP3 frame)
+    assert abs(info.frames - 110250) <= 1152
 
     train = str(out / "train" / "mix_segments.scp")
     valid = str(out / "valid" / "mix_segments.scp")
@@ -86,8 +100,9 @@ def test_filters_resampling_and_bad_files(fma_root, tmp_path):
         "fma000002",
         "fma001007",
         "fma001010",
+        "fma001011",
     }
-    assert valid_tracks and not train_tracks & valid_tracks
+    assert len(valid_tracks) >= 2 and not train_tracks & valid_tracks
     for scp in (train, valid):
         reader = SegmentSoundScpReader(scp)
         for uid, segment in reader.segments.items():
@@ -105,11 +120,38 @@ def test_filters_resampling_and_bad_files(fma_root, tmp_path):
 
 def test_mostly_silent_segments_are_dropped(fma_root, tmp_path):
     path = str(fma_root / "fma_small" / "001" / "001007.mp3")
-    result = process_track("001007", path, str(tmp_path), CONFIG, "001/001007.mp3")
+    result = process_track("001007", path, str(tmp_path), OURS, "001/001007.mp3")
     # loud [0, 1.2 s): [0, 1) kept; [0.5, 1.5) has 14 of 20 chunks loud: kept;
     # [1, 2) has 4 loud chunks and later ones none: dropped.
     assert result.status == "kept"
-    assert result.starts == [0, 22050]
+    assert result.segments == [(0, 0), (1, 22050)]
+
+
+def test_authors_rules_on_mp3_files(fma_root, tmp_path):
+    """Defaults: a silent stretch drops the whole track; the last segment is moved
+    back to end at the track's end, one per hop position."""
+    d1 = fma_root / "fma_small" / "001"
+    quiet = process_track(
+        "001007", str(d1 / "001007.mp3"), str(tmp_path), AUTHORS, "x.mp3"
+    )
+    assert quiet.status == "dropped" and "silent" in quiet.reason
+    loud = process_track("001010", str(d1 / "001010.mp3"), str(tmp_path), AUTHORS, "y")
+    assert loud.status == "kept" and not loud.cached
+    total = sf.info(str(d1 / "001010.mp3")).frames  # 2.5 s and the MP3's padding
+    hop, length = 22050, 44100
+    positions = range(0, total, hop)
+    assert loud.segments == [
+        (p, min(t, total - length)) for p, t in enumerate(positions)
+    ]
+    assert loud.segments[-1][1] == total - length  # end-aligned
+
+    out = tmp_path / "data"
+    prepare_fma(str(fma_root), "small", str(out), str(tmp_path / "cache"), AUTHORS)
+    train = read_segment_scp(str(out / "train" / "mix_segments.scp"))
+    valid = read_segment_scp(str(out / "valid" / "mix_segments.scp"))
+    assert "fma001007" not in _tracks(str(out / "train" / "mix_segments.scp"))
+    for segment in list(train.values()) + list(valid.values()):
+        assert segment.end <= sf.info(segment.path).frames
 
 
 def test_metadata_split_and_cli(fma_root, tmp_path):
@@ -123,7 +165,8 @@ def test_metadata_split_and_cli(fma_root, tmp_path):
         writer.writerow([2, "y", "training", "small", "b"])
         writer.writerow([1007, "z", "test", "small", "c"])
     out = tmp_path / "out"
-    args = ["--root", str(fma_root), "--out", str(out), "--metadata", str(meta)]
+    args = ["--root", str(fma_root), "--subset", "small", "--out", str(out)]
+    args += ["--metadata", str(meta)]
     args += [
         "--cache",
         str(tmp_path / "cache"),
@@ -131,6 +174,10 @@ def test_metadata_split_and_cli(fma_root, tmp_path):
         "1",
         "--hop-seconds",
         "0.5",
+        "--silence",
+        "below_db",
+        "--silent-segment",
+        "drop_segment",
     ]
     assert main(args) == 0
     valid = _tracks(str(out / "valid" / "mix_segments.scp"))
