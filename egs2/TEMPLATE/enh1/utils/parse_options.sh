@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Parses --option value (or --option=value) arguments into the shell variables that the
-# calling script declared before sourcing this file: `--nj 4` sets nj=4, `--train-config x`
-# sets train_config=x. An option whose variable is not declared is an error, so a typo
+# calling script declared before sourcing this file: `--nj 4` sets nj=4, `--enh-config x`
+# sets enh_config=x. An option whose variable is not declared is an error, so a typo
 # never passes silently. Positional arguments are left in "$@". Source it, don't run it.
 # `--help` prints the caller's header comment (the lines starting with "# " at its top).
+#
+# Renamed options: a caller that declares the associative array `option_aliases`
+# (old name -> new name, e.g. option_aliases=([train_config]=enh_config)) still accepts
+# the old name; it sets the new variable and prints one deprecation line per old name.
 
 __positional=()
+__warned=" "
 while [ $# -gt 0 ]; do
   case "$1" in
     --help|-h)
@@ -21,6 +26,14 @@ while [ $# -gt 0 ]; do
       __positional+=("$1"); shift; continue ;;
   esac
   __var=${__name#--}; __var=${__var//-/_}
+  if declare -p option_aliases >/dev/null 2>&1 && [ -n "${option_aliases[$__var]:-}" ]; then
+    if [[ $__warned != *" $__var "* ]]; then
+      echo "${0##*/}: --$__var is deprecated, use --${option_aliases[$__var]}" \
+        "(ESPnet's name); it works the same" >&2
+      __warned+="$__var "
+    fi
+    __var=${option_aliases[$__var]}
+  fi
   if ! declare -p "$__var" >/dev/null 2>&1; then
     echo "$0: unknown option $__name (no variable '$__var'); see $0 --help" >&2
     exit 1
@@ -28,4 +41,4 @@ while [ $# -gt 0 ]; do
   printf -v "$__var" '%s' "$__value"
 done
 set -- "${__positional[@]+"${__positional[@]}"}"
-unset __positional __name __value __var
+unset __positional __name __value __var __warned
