@@ -1,7 +1,8 @@
 """Source-activity filtering of stems (BSRNN style) and fixed crops of songs.
 
 Input: a data folder from :mod:`espnet2_ext.datasets.musdb18hq` (``wav.scp`` for the
-mixture, ``spk{n}.scp`` for stem ``n`` of ``--stems``).
+mixture, ``spk{n}.scp`` for stem ``n`` of ``--stems``; by default the stems are those
+the folder's ``stems`` file names, else the four MUSDB18 stems).
 
 Activity index (what :class:`espnet2_ext.train.preprocessor.MusicDynamicMixing` draws
 from; Luo & Yu, BSRNN, §IV-A; seeds/002 §3.2). Per stem and song:
@@ -12,7 +13,10 @@ from; Luo & Yu, BSRNN, §IV-A; seeds/002 §3.2). Per stem and song:
    floor below is an absolute silence floor: 1e-3 over 0.8 s of stereo 44.1 kHz is a
    mean square of 1.4e-8, −78 dBFS);
 3. threshold = max(``--percentile`` (15th) percentile of the energies of all chunks of
-   all segments of that stem in that song, ``--min-threshold`` (1e-3));
+   all segments of that stem in that song, ``--min-threshold`` (1e-3)); a chunk of
+   energy exactly 0 counts as ``--zero-energy`` (1e-5) in the percentile, as in the
+   authors' ``recipes/musdb18hq/scripts/chunking_sad_inst.py`` (0 gives the plain
+   percentile);
 4. keep the segment when at least ``--min-active-fraction`` (half) of its chunks have
    an energy above the threshold.
 
@@ -53,6 +57,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from espnet2_ext.constants import MUSDB_STEMS
+from espnet2_ext.datasets.songs import STEMS_FILE, read_stems
 from espnet2_ext.train.dataset import (
     EXACT_SEEK_FORMATS,
     SoundSegment,
@@ -74,6 +79,7 @@ class ActivityConfig:
     percentile: float = 15.0
     min_threshold: float = 1e-3
     min_active_fraction: float = 0.5
+    zero_energy: float = 1e-5
 
     def __post_init__(self):
         if self.segment_seconds <= 0 or self.num_chunks < 1:
@@ -82,6 +88,8 @@ class ActivityConfig:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if not 0.0 <= self.percentile <= 100.0:
             raise ValueError(f"percentile must be in [0, 100], got {self.percentile}")
+        if self.zero_energy < 0.0:
+            raise ValueError(f"zero_energy must be >= 0, got {self.zero_energy}")
         if not 0.0 < self.min_active_fraction <= 1.0:
             raise ValueError(
                 f"min_active_fraction must be in (0, 1], got {self.min_active_fraction}"
@@ -145,6 +153,7 @@ def select_active_segments(
     num_segments = (len(energies) - n) // hop_chunks + 1
     index = np.arange(num_segments)[:, None] * hop_chunks + np.arange(n)[None, :]
     per_segment = energies[index]  # [segments, chunks]
+    per_segment = np.where(per_segment == 0.0, config.zero_energy, per_segment)
     threshold = max(
         float(np.percentile(per_segment, config.percentile)), config.min_threshold
     )
@@ -226,7 +235,7 @@ def _analyse_star(args) -> SongActivity:
 def run_activity(
     data: str,
     out: str,
-    stems: Sequence[str] = MUSDB_STEMS,
+    stems: Optional[Sequence[str]] = None,
     config: Optional[ActivityConfig] = ActivityConfig(),
     crop_seconds: float = 6.0,
     crop_hop_seconds: Optional[float] = None,
@@ -245,6 +254,12 @@ def run_activity(
             crop at all.
         (Nothing is written in either case.)
     """
+    if stems is None:
+        stems = (
+            read_stems(data)
+            if os.path.isfile(os.path.join(data, STEMS_FILE))
+            else MUSDB_STEMS
+        )
     stems = tuple(stems)
     if config is None and crop_seconds <= 0:
         raise ValueError("nothing to do: --no-index and --crop-seconds 0")
@@ -387,7 +402,12 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", required=True, help="data folder (wav.scp, spk*.scp)")
     parser.add_argument("--out", required=True, help="output folder (replaced)")
-    parser.add_argument("--stems", nargs="+", default=list(MUSDB_STEMS))
+    parser.add_argument(
+        "--stems",
+        nargs="+",
+        default=None,
+        help="stems of spk1.scp … (default: DATA/stems, else the four MUSDB18 stems)",
+    )
     parser.add_argument("--no-index", action="store_true", help="crops only")
     defaults = ActivityConfig()
     parser.add_argument(
@@ -399,6 +419,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-threshold", type=float, default=defaults.min_threshold)
     parser.add_argument(
         "--min-active-fraction", type=float, default=defaults.min_active_fraction
+    )
+    parser.add_argument(
+        "--zero-energy",
+        type=float,
+        default=defaults.zero_energy,
+        help="energy a silent (all-zero) chunk counts as in the percentile",
     )
     parser.add_argument(
         "--crop-seconds", type=float, default=6.0, help="0: write no crops"
@@ -424,6 +450,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 percentile=args.percentile,
                 min_threshold=args.min_threshold,
                 min_active_fraction=args.min_active_fraction,
+                zero_energy=args.zero_energy,
             )
         run_activity(
             args.data,

@@ -45,6 +45,9 @@ SILENT_POWER = 1e-8
 #: How many times a silent crop is redrawn before giving up on it.
 MAX_DRAWS = 10
 
+#: Level measures of :class:`MusicDynamicMixing` (``level_measure``).
+LEVEL_MEASURES = ("mean_abs", "rms")
+
 
 def _uid_seed(uid: str) -> int:
     return zlib.crc32(uid.encode("utf-8"))
@@ -60,18 +63,43 @@ def _power(x: np.ndarray) -> float:
     return float(np.mean(np.square(x, dtype=np.float64)))
 
 
+def _level(x: np.ndarray, measure: str) -> float:
+    """``x``'s level: mean absolute value or RMS over all samples and channels."""
+    if measure == "mean_abs":
+        return float(np.mean(np.abs(x), dtype=np.float64))
+    return float(np.sqrt(_power(x)))
+
+
 class MusicDynamicMixing(AbsPreprocessor):
     """Dynamic mixing of activity-filtered stems (BSRNN-style, seeds/002 §3.2).
 
     In training mode every call ignores the loaded audio and builds a new example: for
-    each stem, a random song among those with active segments of that stem, a random
-    active segment of it (from the index of
+    each stem, a random active segment of that stem (from the index of
     :mod:`espnet2_ext.datasets.activity`), a random ``segment_seconds`` crop inside the
-    segment, RMS-normalised to ``rms_level_db`` dBFS and scaled by a gain uniform in
-    ``[min_gain_db, max_gain_db]`` dB; each stem is then replaced by silence with
-    probability ``drop_prob`` (redrawn until at least one stem stays); the mixture is
-    the sum of the stems. Stems come from different songs, so the mixtures are not
-    musically coherent, which is the point of dynamic mixing (more combinations).
+    segment, normalised to the level ``level_db`` of ``level_measure`` and scaled by a
+    gain uniform in ``[min_gain_db, max_gain_db]`` dB; each stem is then replaced by
+    silence with probability ``drop_prob`` (redrawn until at least one stem stays); the
+    mixture is the sum of the stems. Stems come from different songs, so the mixtures
+    are not musically coherent, which is the point of dynamic mixing (more
+    combinations).
+
+    Two rules differ between the authors' released code (``mixit_mss/common/datasets/
+    hdf5_wav_dataset_dm.py``, the default here) and the paper's wording / our first
+    version (options):
+
+    * the level: the authors' "RMS normalisation" divides by ``sqrt(x**2).mean()``,
+      which is the *mean absolute value* (``level_measure: mean_abs``, ``level_db: 0``:
+      mean |x| = 1); ``level_measure: rms`` normalises the RMS instead. For a stem with
+      a high crest factor (drums) the two differ by several dB, so the relative levels
+      of the stems in a mixture differ;
+    * the segment: the authors draw uniformly over all active segments of a stem, so
+      long songs are drawn more often (``song_first: false``); ``song_first: true``
+      draws a song uniformly, then one of its segments.
+
+    A crop that is silent (mean square below :data:`SILENT_POWER`) is redrawn (at most
+    :data:`MAX_DRAWS` times); the authors keep an all-zero crop as silence. After the
+    activity filter (each segment at least half active) a 6 s crop of an 8 s segment
+    is practically never silent, so the two agree in practice.
 
     In validation/inference mode (``train=False``) the data pass through unchanged, so
     fixed validation crops stay fixed.
@@ -85,11 +113,14 @@ class MusicDynamicMixing(AbsPreprocessor):
         sample_rate: rate of the audio files (checked on every read).
         min_gain_db, max_gain_db: range of the uniform random gain per stem.
         drop_prob: probability of silencing a stem (at least one is always kept).
-        rms_level_db: RMS level (dBFS) every stem is normalised to before its gain.
-            The paper normalises to unit RMS; −20 dBFS keeps training examples at the
-            level of real songs, the model's input normalisation makes them equivalent.
+        level_measure: ``mean_abs`` (the authors' code) or ``rms``: what is normalised.
+        level_db: the level every stem is normalised to before its gain, in dB of
+            ``level_measure`` (0: mean |x| = 1 or RMS = 1, as in the authors' code).
+            The model's input normalisation makes the absolute level immaterial; the
+            measure matters (relative stem levels).
+        rms_level_db: deprecated name of ``level_db`` (one warning; not with it).
         song_first: pick a song uniformly, then one of its segments (True), or pick
-            uniformly among all segments, favouring long songs (False).
+            uniformly among all segments, favouring long songs (False: the authors').
         speech_name: key of the mixture in the returned dict.
         speech_ref_name_prefix: prefix of the stems' keys (``speech_ref1`` …).
 
@@ -108,8 +139,10 @@ class MusicDynamicMixing(AbsPreprocessor):
         min_gain_db: float = -10.0,
         max_gain_db: float = 10.0,
         drop_prob: float = 0.05,
-        rms_level_db: float = -20.0,
-        song_first: bool = True,
+        level_measure: str = "mean_abs",
+        level_db: float = 0.0,
+        rms_level_db: Optional[float] = None,
+        song_first: bool = False,
         speech_name: str = "speech_mix",
         speech_ref_name_prefix: str = "speech_ref",
     ):
@@ -128,6 +161,20 @@ class MusicDynamicMixing(AbsPreprocessor):
             )
         if not 0.0 <= drop_prob < 1.0:
             raise ValueError(f"drop_prob must be in [0, 1), got {drop_prob}")
+        if level_measure not in LEVEL_MEASURES:
+            raise ValueError(
+                f"level_measure must be one of {LEVEL_MEASURES}, got {level_measure!r}"
+            )
+        if rms_level_db is not None:
+            if level_db != 0.0:
+                raise ValueError(
+                    "give level_db only (rms_level_db is its deprecated name), not both"
+                )
+            logging.warning(
+                f"preprocessor_conf: rms_level_db is deprecated, read as level_db "
+                f"({rms_level_db} dB of level_measure {level_measure!r}); rename it"
+            )
+            level_db = rms_level_db
         self.index_dir = index_dir
         self.stems = stems
         self.sample_rate = sample_rate
@@ -135,7 +182,8 @@ class MusicDynamicMixing(AbsPreprocessor):
         self.min_gain_db = float(min_gain_db)
         self.max_gain_db = float(max_gain_db)
         self.drop_prob = float(drop_prob)
-        self.rms_level = 10.0 ** (rms_level_db / 20.0)
+        self.level_measure = level_measure
+        self.level = 10.0 ** (level_db / 20.0)
         self.song_first = song_first
         self.speech_name = speech_name
         self.speech_ref_name_prefix = speech_ref_name_prefix
@@ -220,10 +268,10 @@ class MusicDynamicMixing(AbsPreprocessor):
                     f"{segment.path} has {crop.shape[1]} channels, the other stems "
                     f"{self.num_channels}"
                 )
-            power = _power(crop)
-            if power >= SILENT_POWER:
+            if _power(crop) >= SILENT_POWER:
                 gain_db = rng.uniform(self.min_gain_db, self.max_gain_db)
-                scale = self.rms_level * 10.0 ** (gain_db / 20.0) / np.sqrt(power)
+                level = _level(crop, self.level_measure)
+                scale = self.level * 10.0 ** (gain_db / 20.0) / level
                 return (crop * scale).astype(np.float32)
         logging.warning(
             f"{MAX_DRAWS} crops of {stem!r} in a row were silent; using silence"
@@ -349,7 +397,10 @@ class MixtureOfMixtures(AbsPreprocessor):
         if len({seg.path for seg in self._segments.values()}) < 2:
             raise ValueError(
                 f"{pool_scp} needs segments of at least two different files that are "
-                f"at least {self.segment_samples} samples long to form pairs"
+                f"at least {self.segment_samples} samples long to form pairs. Re-run "
+                "the data preparation (python -m espnet2_ext.datasets.fma, the "
+                "recipe's stage 1), which keeps two files in each split, or give it "
+                "a larger --valid_percent"
             )
         self._uids = list(self._segments)
 

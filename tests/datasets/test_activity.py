@@ -41,6 +41,17 @@ def test_percentile_threshold_drops_quiet_background():
     assert np.flatnonzero(keep).tolist() == [3, 4, 5]
 
 
+def test_zero_energy_chunks_count_as_1e_5_in_the_percentile():
+    """The authors replace exact zeros by 1e-5 before the percentile: with two zero
+    chunks of ten, the 15th percentile (at rank 1.35) interpolates from 1e-5."""
+    energies = np.array([0.0, 0.0, 0.02] + [1.0] * 7)
+    _, threshold = select_active_segments(energies, ActivityConfig(), hop_chunks=5)
+    assert threshold == pytest.approx(1e-5 + 0.35 * (0.02 - 1e-5))
+    plain = ActivityConfig(zero_energy=0.0)
+    _, threshold = select_active_segments(energies, plain, hop_chunks=5)
+    assert threshold == pytest.approx(0.35 * 0.02)
+
+
 def test_grid_must_be_whole_chunks():
     with pytest.raises(ValueError, match="equal chunks"):
         ActivityConfig(segment_seconds=1.0, num_chunks=7).grid(RATE)
@@ -172,3 +183,19 @@ def test_cli_crops_only_and_missing_data(planted, tmp_path):
     assert not (tmp_path / "y").exists()
     with pytest.raises(FileNotFoundError, match="musdb18hq"):
         run_activity(str(tmp_path / "nope"), str(tmp_path / "x"))
+
+
+def test_stems_are_read_from_the_data_folder(planted, tmp_path):
+    """A data folder with a ``stems`` file (any names): its stems by default."""
+    data, _ = planted
+    own = tmp_path / "own"
+    own.mkdir()
+    for name in ("wav.scp", "spk1.scp", "spk2.scp"):  # two stems, renamed
+        (own / name).write_text((tmp_path / "data" / "train" / name).read_text())
+    (own / "stems").write_text("lead\nlow\n")
+    out = tmp_path / "dump" / "own"
+    summary = run_activity(str(own), str(out), config=CONFIG, crop_seconds=0.5)
+    assert set(summary) == {"lead", "low", "crops"}
+    assert os.path.isfile(active_index_path(str(out), "lead"))
+    assert os.path.isfile(os.path.join(out, "spk2_segments.scp"))
+    assert not os.path.exists(os.path.join(out, "spk3_segments.scp"))

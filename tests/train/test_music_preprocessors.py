@@ -72,7 +72,7 @@ def _dm(index, **kwargs):
 def test_dynamic_mixing_statistics(index_dir):
     index, segments = index_dir
     dm = _dm(index)
-    level_db = -20.0  # the default rms_level_db
+    level_db = 0.0  # the default level_db (of the mean absolute value)
     np.random.seed(0)
     draws, gains, dropped = 1000, [], 0
     for i in range(draws):
@@ -89,8 +89,8 @@ def test_dynamic_mixing_statistics(index_dir):
         dropped += sum(silent)
         for ref, is_silent in zip(refs, silent):
             if not is_silent:
-                rms = np.sqrt(np.mean(np.square(ref, dtype=np.float64)))
-                gains.append(20 * np.log10(rms) - level_db)
+                mean_abs = np.mean(np.abs(ref), dtype=np.float64)
+                gains.append(20 * np.log10(mean_abs) - level_db)
     gains = np.array(gains)
     assert gains.min() >= -10 - 1e-3 and gains.max() <= 10 + 1e-3
     assert gains.min() < -9.5 and gains.max() > 9.5  # the whole range is used
@@ -127,6 +127,55 @@ def test_crops_lie_inside_active_segments_and_song_choice(index_dir):
                 songs.append(song)
         share = np.mean(np.array(songs) == 0)
         assert abs(share - expected_share_of_song0) < 0.05, (song_first, share)
+
+
+def test_defaults_are_the_authors_rules(index_dir):
+    dm = _dm(index_dir[0])
+    assert dm.level_measure == "mean_abs" and dm.level == 1.0
+    assert dm.song_first is False  # uniform over segments
+
+
+def test_level_is_the_mean_absolute_value_or_the_rms(tmp_path):
+    """A pulse train (one sample in 100 at 1.0): mean |x| = 0.01 but RMS = 0.1, so the
+    two measures give stems 20 dB apart."""
+    pulses = np.zeros((RATE, 2), np.float32)
+    pulses[::100] = 1.0
+    noise = 0.1 * np.random.default_rng(0).standard_normal((RATE, 2))
+    for stem, audio in (("pulse", pulses), ("noise", noise)):
+        path = tmp_path / f"{stem}.wav"
+        sf.write(path, audio, RATE, subtype="FLOAT")
+        write_active_index(
+            active_index_path(str(tmp_path), stem),
+            [("song", SoundSegment(str(path), 0, RATE))],
+        )
+    conf = dict(
+        stems=("pulse", "noise"),
+        min_gain_db=0.0,
+        max_gain_db=0.0,
+        drop_prob=0.0,
+        segment_seconds=0.5,
+    )
+    np.random.seed(0)
+    authors = _dm(str(tmp_path), **conf)("a", {})["speech_ref1"]
+    assert np.mean(np.abs(authors), dtype=np.float64) == pytest.approx(1.0, rel=1e-5)
+    assert np.sqrt(np.mean(np.square(authors, dtype=np.float64))) == pytest.approx(
+        10.0, rel=1e-4
+    )
+    ours = _dm(str(tmp_path), level_measure="rms", level_db=-20.0, **conf)
+    ref = ours("a", {})["speech_ref1"]
+    assert np.sqrt(np.mean(np.square(ref, dtype=np.float64))) == pytest.approx(
+        0.1, rel=1e-4
+    )
+
+
+def test_rms_level_db_is_a_deprecated_name_of_level_db(index_dir, caplog):
+    dm = _dm(index_dir[0], rms_level_db=-6.0)
+    assert dm.level == pytest.approx(10 ** (-6 / 20))
+    assert any("rms_level_db is deprecated" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="not both"):
+        _dm(index_dir[0], rms_level_db=-6.0, level_db=-3.0)
+    with pytest.raises(ValueError, match="level_measure"):
+        _dm(index_dir[0], level_measure="peak")
 
 
 def test_dynamic_mixing_is_reproducible_from_numpy_seed(index_dir):
