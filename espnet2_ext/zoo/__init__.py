@@ -14,11 +14,22 @@ A trained model is two files, the training ``config.yaml`` and the ``.pth`` weig
 * :mod:`~espnet2_ext.zoo.hub`: hub ids, snapshots, upload;
 * :mod:`~espnet2_ext.zoo.resolve`: a pack, a folder or a hub id to :class:`ModelFiles`
   (:func:`resolve_source`);
-* :mod:`~espnet2_ext.zoo.card`: the folder a hub repository gets, with its model card.
+* :mod:`~espnet2_ext.zoo.card`: the folder a hub repository gets, with its model card;
+* :mod:`~espnet2_ext.zoo.publish`: the card's install source, the local folder of an
+  upload;
+* :mod:`~espnet2_ext.zoo.quiet`: importing ESPnet without its optional-dependency
+  noise (done first, here).
 """
+
+from espnet2_ext.zoo.quiet import import_espnet_quietly
+
+import_espnet_quietly()
+
+# isort: split
 
 from espnet2_ext.zoo.archive import (
     CACHE_ENV,
+    DamagedPackError,
     UnsafeArchiveError,
     check_zip_entries,
     default_cache_dir,
@@ -40,18 +51,21 @@ from espnet2_ext.zoo.files import (
     describe,
     model_sample_rate,
     read_meta,
+    recorded_entry,
+    safe_name,
     sha256,
     stem_names,
 )
 from espnet2_ext.zoo.hub import hub_snapshot, parse_hub_id, upload
 from espnet2_ext.zoo.loading import load_model
 from espnet2_ext.zoo.packing import pack
-from espnet2_ext.zoo.resolve import resolve_folder, resolve_source
+from espnet2_ext.zoo.resolve import looks_like_path, resolve_folder, resolve_source
 from espnet2_ext.zoo.writer import full_train_config, write_model_dir
 
 __all__ = [
     "CACHE_ENV",
     "CARD_TAGS",
+    "DamagedPackError",
     "IncompatiblePackError",
     "ModelFiles",
     "PLUGIN_NAME",
@@ -64,15 +78,18 @@ __all__ = [
     "full_train_config",
     "hub_snapshot",
     "load_model",
+    "looks_like_path",
     "model_card",
     "model_sample_rate",
     "pack",
     "parse_hub_id",
     "read_meta",
+    "recorded_entry",
     "recorded_version",
     "requirement",
     "resolve_folder",
     "resolve_source",
+    "safe_name",
     "safe_unpack",
     "sha256",
     "stage",

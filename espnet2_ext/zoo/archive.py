@@ -4,7 +4,9 @@ A pack is unpacked by this module, not by ``zipfile.extractall``: an entry whose
 is absolute, contains ``..``, is a symbolic link or any other non-regular file is
 refused before anything is written. Packs are unpacked once into a cache folder named
 after the SHA-256 of the zip's bytes, through a temporary folder renamed at the end, so
-an interrupted unpack leaves nothing that looks complete. Weights are always loaded
+an interrupted unpack leaves nothing that looks complete. A zip that cannot be read
+(CRC error, truncated, bad compressed data) raises :class:`DamagedPackError`, whose
+message starts with "damaged pack:", wherever the pack is read. Weights are always loaded
 with ``torch.load(weights_only=True)`` (:func:`espnet2_ext.zoo.load_model`): nothing in
 a pack is executed.
 """
@@ -17,6 +19,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Dict, Optional
 
@@ -31,6 +34,20 @@ CACHE_ENV = "ESPNET2_EXT_CACHE"
 
 class UnsafeArchiveError(ValueError):
     """A pack whose entries would be written outside the folder it is unpacked into."""
+
+
+class DamagedPackError(ValueError):
+    """A pack that cannot be read: a CRC or compression error, a truncated zip, or a
+    ``meta.yaml`` that does not describe the files the pack holds."""
+
+    def __init__(self, pack: PathLike, detail: str):
+        super().__init__(
+            f"damaged pack: {pack}: {detail}; re-download it or pack the model again"
+        )
+
+
+#: What zipfile and zlib raise for damaged archives.
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
 
 
 def _zip_entry_problem(info: zipfile.ZipInfo) -> Optional[str]:
@@ -63,8 +80,8 @@ def check_zip_entries(zip_path: PathLike) -> None:
     try:
         with zipfile.ZipFile(zip_path) as zf:
             infos = zf.infolist()
-    except zipfile.BadZipFile as e:
-        raise ValueError(f"{zip_path} is not a valid zip file ({e})") from e
+    except ZIP_ERRORS as e:
+        raise DamagedPackError(zip_path, f"not a readable zip file ({e})") from e
     bad = [
         f"{info.filename!r}: {problem}"
         for info in infos
@@ -103,8 +120,13 @@ def safe_unpack(zip_path: PathLike, target_dir: PathLike) -> Path:
                 out.mkdir(parents=True, exist_ok=True)
                 continue
             out.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(out, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            try:
+                with zf.open(info) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except ZIP_ERRORS as e:
+                raise DamagedPackError(
+                    zip_path, f"cannot extract {info.filename} ({e})"
+                ) from e
     return target
 
 
@@ -163,11 +185,16 @@ def unpack_with_espnet_model_zoo(
     from espnet_model_zoo.downloader import ModelDownloader
 
     check_zip_entries(zip_path)
-    with zipfile.ZipFile(zip_path) as zf:
-        names = [n for n in zf.namelist() if PurePosixPath(n).name == "meta.yaml"]
-        if not names:
-            raise ValueError(f"{zip_path} has no meta.yaml: it is not a model pack")
-        meta = yaml.safe_load(zf.read(names[0]))
-    check_compatible(meta, source=str(zip_path))
-    downloader = ModelDownloader(cachedir=None if cachedir is None else str(cachedir))
-    return downloader.unpack_local_file(str(zip_path))
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            names = [n for n in zf.namelist() if PurePosixPath(n).name == "meta.yaml"]
+            if not names:
+                raise DamagedPackError(zip_path, "no meta.yaml: not a model pack")
+            meta = yaml.safe_load(zf.read(names[0]))
+        check_compatible(meta, source=str(zip_path))
+        downloader = ModelDownloader(
+            cachedir=None if cachedir is None else str(cachedir)
+        )
+        return downloader.unpack_local_file(str(zip_path))
+    except (*ZIP_ERRORS, yaml.YAMLError) as e:
+        raise DamagedPackError(zip_path, f"{type(e).__name__}: {e}") from e

@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import yaml
 
 from espnet2_ext.constants import MUSDB_STEMS, MUSIC_SAMPLE_RATE
-from espnet2_ext.zoo.compat import recorded_version
+from espnet2_ext.zoo.compat import PLUGIN_NAME, recorded_version
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ class ModelFiles:
         kind: ``"pack"``, ``"folder"`` or ``"hub"``.
         source: the source as given by the user.
         meta: ``meta.yaml`` of the pack, if there is one.
+        name: the model's name (separated stems go to ``<out>/<name>/<track>/``):
+            the hub repository's name, else the name the pack records, else the
+            pack's file name or the folder's name.
     """
 
     train_config: Path
@@ -42,11 +45,18 @@ class ModelFiles:
     kind: str
     source: str
     meta: Optional[Dict[str, Any]] = None
+    name: str = "model"
 
     @property
     def plugin_version(self) -> Optional[str]:
         """Version of espnet2_ext that packed the model (``None`` if not recorded)."""
         return recorded_version(self.meta)
+
+    @property
+    def chunking(self) -> Optional[Dict[str, Any]]:
+        """The chunked inference the pack records (``segment``, ``hop``, ``window``;
+        ``None``: it records none)."""
+        return recorded_entry(self.meta, "chunking")
 
 
 def describe(files: ModelFiles) -> str:
@@ -54,6 +64,26 @@ def describe(files: ModelFiles) -> str:
     version = files.plugin_version
     made = f", packed by espnet2_ext {version}" if version else ""
     return f"{files.kind} {files.source} ({files.model_file.name}{made})"
+
+
+def recorded_entry(meta: Optional[Dict[str, Any]], key: str) -> Any:
+    """``meta.yaml``'s ``espnet2_ext.<key>`` (``None`` if absent).
+
+    Raises:
+        ValueError: the ``espnet2_ext`` entry is not a mapping.
+    """
+    record = (meta or {}).get(PLUGIN_NAME)
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise ValueError(f"meta.yaml's {PLUGIN_NAME} entry is not a mapping")
+    return record.get(key)
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one safe folder name (letters, digits, ``_ . -``; others → ``_``)."""
+    name = re.sub(r"[^\w.-]+", "_", str(text)).strip("._") or "model"
+    return name
 
 
 def read_meta(folder: PathLike) -> Optional[Dict[str, Any]]:

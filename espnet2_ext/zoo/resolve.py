@@ -11,20 +11,60 @@
   (:func:`espnet2_ext.zoo.hub.hub_snapshot`).
 
 A folder with ``meta.yaml`` is checked against the plugin-version rule
-(:func:`espnet2_ext.zoo.compat.check_compatible`).
+(:func:`espnet2_ext.zoo.compat.check_compatible`). A pack (or hub repository) whose
+zip or ``meta.yaml`` cannot be read, or lists files it does not hold, raises
+:class:`~espnet2_ext.zoo.archive.DamagedPackError`.
+
+A source that does not exist but looks like a local path (:func:`looks_like_path`: a
+file suffix such as ``.zip``, a leading ``.``/``/``/``~``, more than one ``/``, or a
+first component that is an existing folder, as in ``exp/typo``) is reported as a
+missing file and never sent to the hub; ``hf://user/name`` always means the hub.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zipfile
 from pathlib import Path
 from typing import Optional
 
-from espnet2_ext.zoo.archive import UnsafeArchiveError, unpack_pack
-from espnet2_ext.zoo.compat import check_compatible
-from espnet2_ext.zoo.files import ModelFiles, PathLike, read_meta
+import yaml
+
+from espnet2_ext.zoo.archive import DamagedPackError, UnsafeArchiveError, unpack_pack
+from espnet2_ext.zoo.compat import IncompatiblePackError, check_compatible
+from espnet2_ext.zoo.files import (
+    ModelFiles,
+    PathLike,
+    read_meta,
+    recorded_entry,
+    safe_name,
+)
 from espnet2_ext.zoo.hub import hub_snapshot, parse_hub_id
+
+#: Suffixes of model files and packs: a source ending in one is a path, not a hub id.
+PATH_SUFFIXES = (
+    ".zip", ".tar", ".tgz", ".gz", ".pth", ".pt", ".ckpt", ".yaml", ".yml", ".bin",
+    ".safetensors",
+)  # fmt: skip
+
+
+def looks_like_path(source: str) -> bool:
+    """True when ``source`` reads as a local path rather than a hub id ``user/name``.
+
+    ``hf://...`` never does; a model-file suffix, a leading ``.``, ``/`` or ``~``, a
+    backslash, more than one ``/``, or a first component that exists as a local
+    folder always does.
+    """
+    text = str(source)
+    if text.startswith("hf://"):
+        return False
+    if text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
+        return True
+    if Path(text.split("@", 1)[0]).suffix.lower() in PATH_SUFFIXES:
+        return True
+    head = text.split("/", 1)[0]
+    return "/" in text and Path(head).expanduser().is_dir()
 
 
 def _inside(root: Path, recorded: str, what: str) -> Path:
@@ -51,6 +91,7 @@ def resolve_folder(
     model_file: Optional[PathLike] = None,
     kind: str = "folder",
     source: Optional[str] = None,
+    name: Optional[str] = None,
 ) -> ModelFiles:
     """Find the config and weights in a folder.
 
@@ -64,6 +105,8 @@ def resolve_folder(
         IncompatiblePackError: see :func:`check_compatible`.
     """
     root = Path(folder)
+    if name is None:
+        name = Path(os.path.abspath(root)).name
     source = str(folder) if source is None else source
     if not root.is_dir():
         raise FileNotFoundError(f"model folder not found: {root}")
@@ -116,6 +159,7 @@ def resolve_folder(
         kind=kind,
         source=source,
         meta=meta,
+        name=safe_name(recorded_entry(meta, "name") or name),
     )
 
 
@@ -146,21 +190,35 @@ def resolve_source(
     path = Path(source).expanduser()
     if path.is_file():
         if not zipfile.is_zipfile(path):
+            if path.suffix.lower() == ".zip":
+                raise DamagedPackError(
+                    path, "not a readable zip file (truncated, or not a zip)"
+                )
             raise ValueError(
                 f"{path} is not a pack (.zip); give a packed model, a folder with "
                 "config.yaml and the .pth, or a hub id user/name"
             )
         folder = unpack_pack(path, cache_dir)
-        return resolve_folder(
-            folder, model_file=model_file, kind="pack", source=str(source)
+        return resolve_pack_folder(
+            folder,
+            model_file,
+            kind="pack",
+            source=str(source),
+            name=path.stem,
+            require_meta=True,
         )
     if path.is_dir():
         return resolve_folder(path, model_file=model_file, source=str(source))
-    hub = parse_hub_id(str(source))
+    hub = None if looks_like_path(str(source)) else parse_hub_id(str(source))
     if hub is None:
         raise FileNotFoundError(
-            f"model not found: {source} is neither a file, a folder, nor a hub id "
-            "(user/name)"
+            f"model not found: {source} is neither a file nor a folder here"
+            + (
+                " (it looks like a local path, so it was not looked up on the "
+                "Hugging Face hub; write hf://user/name for a hub repository)"
+                if looks_like_path(str(source)) and parse_hub_id(str(source))
+                else ", nor a hub id (user/name)"
+            )
         )
     repo_id, at_revision = hub
     if at_revision is not None and revision is not None and at_revision != revision:
@@ -173,4 +231,37 @@ def resolve_source(
         cache_dir=hub_cache_dir,
         local_files_only=local_files_only,
     )
-    return resolve_folder(folder, model_file=model_file, kind="hub", source=str(source))
+    return resolve_pack_folder(
+        folder,
+        model_file,
+        kind="hub",
+        source=str(source),
+        name=repo_id.split("/")[-1],
+        prefer_given_name=True,
+    )
+
+
+def resolve_pack_folder(
+    folder: Path,
+    model_file: Optional[PathLike],
+    *,
+    kind: str,
+    source: str,
+    name: str,
+    prefer_given_name: bool = False,
+    require_meta: bool = False,
+) -> ModelFiles:
+    """:func:`resolve_folder` for an unpacked pack or a hub snapshot: any problem of
+    its structure is a :class:`DamagedPackError` (a pack must hold ``meta.yaml``; a
+    hub repository may be a plain model folder)."""
+    try:
+        files = resolve_folder(folder, model_file=model_file, kind=kind, source=source)
+    except (IncompatiblePackError, UnsafeArchiveError):
+        raise
+    except (ValueError, FileNotFoundError, yaml.YAMLError) as e:
+        raise DamagedPackError(source, str(e)) from e
+    if require_meta and files.meta is None:
+        raise DamagedPackError(source, "no meta.yaml: not a model pack")
+    if prefer_given_name or recorded_entry(files.meta, "name") is None:
+        files = dataclasses.replace(files, name=safe_name(name))
+    return files
