@@ -15,6 +15,12 @@ API, ``enh_inference`` and the recipes.
   source (seeds/001), beside the trained-separator route.
 """
 
+from espnet2_ext.zoo.quiet import import_espnet_quietly
+
+import_espnet_quietly()
+
+# isort: split
+
 from espnet2_ext.separation.audio import (
     AudioArray,
     AudioDecodeError,

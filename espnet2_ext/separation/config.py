@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_SEGMENT = 12.0
 DEFAULT_OVERLAP = 0.5
 
+#: An option left to the model: the setting its pack records, else the default.
+AUTO = "auto"
+
 
 @dataclass(frozen=True)
 class ChunkingConfig:
@@ -78,6 +81,52 @@ class ChunkingConfig:
                 raise ValueError(f"segment must be >= 0 seconds, got {segment}")
             return cls(segment=None, window=window)
         return cls(segment=segment, hop=segment * (1.0 - overlap), window=window)
+
+    @classmethod
+    def resolve(
+        cls,
+        recorded: Optional[Mapping[str, Any]] = None,
+        *,
+        segment: Union[None, float, str] = AUTO,
+        overlap: Union[float, str] = AUTO,
+        window: str = AUTO,
+    ) -> "ChunkingConfig":
+        """The chunking to run: each option given wins, else the model's recorded
+        setting (``recorded``, as :meth:`to_dict` wrote it into a pack), else the
+        default (12 s chunks, half overlap, Hann).
+
+        Args:
+            recorded: the pack's setting (``None``: it records none).
+            segment: seconds; ``None`` or 0: the whole input at once; ``"auto"``.
+            overlap: fraction of a chunk; ``"auto"``.
+            window: a window name; ``"auto"``.
+        """
+        model = cls.from_dict(recorded) if recorded else None
+        if segment == AUTO:
+            segment = DEFAULT_SEGMENT if model is None else model.segment
+        if overlap == AUTO:
+            overlap = (
+                DEFAULT_OVERLAP
+                if model is None or model.overlap is None
+                else round(model.overlap, 6)
+            )
+        if window == AUTO:
+            window = WINDOWS[0] if model is None else model.window
+        return cls.from_overlap(segment, overlap, window)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The setting as a pack records it (``segment``/``hop`` in seconds)."""
+        return {"segment": self.segment, "hop": self.hop, "window": self.window}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ChunkingConfig":
+        """From :meth:`to_dict`'s mapping; unknown keys are an error."""
+        unknown = sorted(set(data) - {"segment", "hop", "window"})
+        if unknown:
+            raise ValueError(
+                f"unknown chunking keys {unknown}; expected segment, hop, window"
+            )
+        return cls(**dict(data))
 
     @property
     def overlap(self) -> Optional[float]:

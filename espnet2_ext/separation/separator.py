@@ -28,23 +28,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from espnet2_ext.constants import WINDOWS
 from espnet2_ext.enh.inference.chunking import apply_chunked
 from espnet2_ext.enh.inference.espnet_adapter import espnet_model_separate_fn
 from espnet2_ext.enh.separator import audio_channels, is_plugin_separator
-from espnet2_ext.separation.audio import AudioArray, convert_audio, read_audio
-from espnet2_ext.separation.config import (
-    DEFAULT_OVERLAP,
-    DEFAULT_SEGMENT,
-    ChunkingConfig,
-    MultiStepConfig,
+from espnet2_ext.separation.audio import (
+    AudioArray,
+    convert_audio,
+    read_audio,
+    to_float_tensor,
 )
+from espnet2_ext.separation.config import AUTO, ChunkingConfig, MultiStepConfig
 from espnet2_ext.zoo import ModelFiles, describe, loading, resolve_source, stem_names
 from espnet2_ext.zoo.files import model_sample_rate
 
@@ -65,7 +65,8 @@ class Separator:
     Args:
         model: an ESPnet enh model (eval mode).
         train_args: its training options (``config.yaml`` as a Namespace).
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        device: ``"auto"`` (CUDA, else Apple's MPS, else the CPU), ``"cpu"``,
+            ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         dtype: ``"float32"`` (default), ``"float16"`` or ``"float64"``.
         chunking: how whole songs are cut; ``ChunkingConfig(segment=None)`` separates
             the whole input at once.
@@ -88,11 +89,13 @@ class Separator:
     ):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        self.device = _check_device(device, bf16)
+        self.device = check_device(resolve_device(device), bf16)
         self.dtype = DTYPES[dtype]
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.train_args = train_args
         self.files = files
+        #: the model's name: separated stems go to ``<out>/<name>/<track>/``
+        self.name = "model" if files is None else files.name
         self.chunking = chunking
         self.bf16 = bool(bf16)
         self.num_spk = int(self.model.num_spk)
@@ -104,6 +107,7 @@ class Separator:
         self.sample_rate = model_sample_rate(train_args)
         self.num_channels = audio_channels(self.model.separator)
         self._min_length = int(getattr(self.model.encoder, "n_fft", 0) or 0)
+        _check_segment(chunking, self.sample_rate, self._min_length)
         self._separate_fn = espnet_model_separate_fn(self.model)
         self.multistep = (
             multistep if multistep is not None and multistep.enabled else None
@@ -224,7 +228,9 @@ class Separator:
 
         Args:
             audio: channels first: [T] (mono), [C, T] or [B, C, T]; a torch tensor or
-                a numpy array.
+                a numpy array. Float samples are taken as they are; integer PCM is
+                scaled by its type's full scale (int16 by 2^15 …); complex, boolean
+                and 64-bit integer arrays are refused (``TypeError``).
             sample_rate: its sampling rate.
             progress: a progress bar over the chunks.
 
@@ -241,7 +247,7 @@ class Separator:
                 "metric registered with register_metric(..., requires_reference=False)"
             )
         as_numpy = isinstance(audio, np.ndarray)
-        mix = torch.as_tensor(np.asarray(audio) if as_numpy else audio).detach().cpu()
+        mix = to_float_tensor(audio)
         if mix.dim() == 1:
             mix = mix[None]
         single = mix.dim() == 2
@@ -281,7 +287,8 @@ class Separator:
             ``{stem: float32 tensor [M, T']}`` at :attr:`sample_rate`.
 
         Raises:
-            AudioDecodeError: the file cannot be decoded.
+            AudioDecodeError: the path is a folder, or the file cannot be decoded
+                (or is truncated).
         """
         mix, rate = read_audio(path)
         return self.separate(mix, rate, progress=progress)
@@ -361,13 +368,54 @@ class Separator:
         return outs
 
 
-def _check_device(device: str, bf16: bool) -> torch.device:
+def resolve_device(device: str) -> str:
+    """``"auto"`` → ``"cuda"`` when CUDA is available, else ``"mps"`` when Apple's
+    Metal backend is, else ``"cpu"``; any other value is returned as it is."""
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _check_segment(chunking: ChunkingConfig, sample_rate: int, frame: int) -> None:
+    """Refuse chunks shorter than one STFT frame of the model (``frame`` samples)."""
+    sizes = chunking.samples(sample_rate)
+    if sizes is None or not frame or sizes[0] >= frame:
+        return
+    need = math.ceil(frame / sample_rate * 1000) / 1000  # seconds, rounded up
+    raise ValueError(
+        f"segment {chunking.segment:g} s is {sizes[0]} samples at {sample_rate} Hz, "
+        f"shorter than one STFT frame of the model ({frame} samples): give a segment "
+        f"of at least {need:g} s, or 0 to separate the whole input at once"
+    )
+
+
+def check_device(device: str, bf16: bool = False) -> torch.device:
+    """The torch device for ``device`` (after :func:`resolve_device`).
+
+    Raises:
+        ValueError: an unknown device, CUDA or MPS asked for where it is not
+            available, or bf16 off CUDA.
+    """
     try:
         dev = torch.device(device)
     except RuntimeError as e:
-        raise ValueError(f"device must be cpu or cuda[:N], got {device!r}") from e
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda[:N], got {device!r}")
+        raise ValueError(
+            f"device must be auto, cpu, cuda[:N] or mps, got {device!r}"
+        ) from e
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be auto, cpu, cuda[:N] or mps, got {device!r}")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(
+                f"device {device!r} asked for, but Apple's MPS backend is not "
+                "available here; use device='cpu' (or 'auto')"
+            )
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device {device!r} asked for, but CUDA is not available here; use "
@@ -385,9 +433,9 @@ def load_model(
     *,
     model_file: Optional[PathLike] = None,
     device: str = "cpu",
-    segment: Optional[float] = DEFAULT_SEGMENT,
-    overlap: float = DEFAULT_OVERLAP,
-    window: str = WINDOWS[0],
+    segment: Union[None, float, str] = AUTO,
+    overlap: Union[float, str] = AUTO,
+    window: str = AUTO,
     chunking: Optional[ChunkingConfig] = None,
     bf16: bool = False,
     cache_dir: Optional[PathLike] = None,
@@ -403,10 +451,16 @@ def load_model(
     """Load a separation model from a pack, a folder or a hub repository.
 
     Args:
-        source: pack ``.zip``, folder, or hub id ``user/name`` (``user/name@rev``).
+        source: pack ``.zip``, folder, or hub id ``user/name`` (``user/name@rev``,
+            ``hf://user/name``). A source that looks like a local path is never
+            looked up on the hub.
         model_file: which ``.pth`` of a folder to load, when it has several.
+        device: ``"cpu"`` (default), ``"auto"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
         segment, overlap, window: chunk length in seconds (``None`` or 0: the whole
-            input at once), overlap as a fraction of a chunk, cross-fade window.
+            input at once), overlap as a fraction of a chunk, cross-fade window;
+            ``"auto"`` (default): the setting the pack records (the one its recipe
+            evaluated with), else 12 s, 0.5, Hann. A chunk must hold at least one
+            STFT frame.
         chunking: a :class:`ChunkingConfig`; when given it replaces the three above.
         cache_dir: where packs are unpacked (default ``~/.cache/espnet2_ext``).
         hub_cache_dir: the hub client's cache (default: its own).
@@ -419,13 +473,15 @@ def load_model(
 
     Raises:
         FileNotFoundError: the model or one of its files is missing.
+        DamagedPackError: the pack cannot be read (CRC error, truncated) or does not
+            hold the files its ``meta.yaml`` lists.
         IncompatiblePackError: the pack was made by an incompatible espnet2_ext.
         UnsafeArchiveError: the pack has entries that escape its folder.
         RuntimeError: the weights are corrupt or do not fit the config.
         ValueError: invalid options.
     """
-    if chunking is None:
-        chunking = ChunkingConfig.from_overlap(segment, overlap, window)
+    if chunking is None:  # checked before anything is downloaded or unpacked
+        ChunkingConfig.resolve(None, segment=segment, overlap=overlap, window=window)
     multistep = _multistep_shortcuts(
         multistep,
         multistep_schedule,
@@ -441,6 +497,10 @@ def load_model(
         revision=revision,
         local_files_only=local_files_only,
     )
+    if chunking is None:
+        chunking = ChunkingConfig.resolve(
+            files.chunking, segment=segment, overlap=overlap, window=window
+        )
     separator = Separator.from_files(
         files.train_config,
         files.model_file,
