@@ -92,7 +92,7 @@ def run_one(
     times, cpu_times = [], []
     for k in range(steps):
         start, cpu_start = time.perf_counter(), time.process_time()
-        x, _, _ = sampler.step(x, position - k, mixture, labels, gen)
+        x, _, _, _ = sampler.step(x, position - k, mixture, labels, gen)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

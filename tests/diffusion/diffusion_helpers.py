@@ -42,30 +42,54 @@ class OracleNetwork(AbsPriorNetwork):
         return (x_t - abar.sqrt() * self.source) / (1 - abar).sqrt()
 
 
-class BandGaussianNetwork(AbsPriorNetwork):
-    """Exact ε-predictor of a Gaussian prior: white noise of variance v in a band.
+class GaussianProcessNetwork(AbsPriorNetwork):
+    """Exact ε-predictor of a stationary Gaussian prior given by its power spectrum.
 
-    E[x0 | x_t] = √ᾱ v / (ᾱ v + 1 − ᾱ) · P x_t, with P the projection on the band (an
-    orthonormal real FFT). The prior knows where each source lives, not what it is.
+    The prior: x0 whose orthonormal real-FFT bins X_k are independent, zero-mean, with
+    E|X_k|² = v_k (a circulant Gaussian process). Then per bin
+    E[X0_k | x_t] = √ᾱ v_k / (ᾱ v_k + 1 − ᾱ) · X_t,k, the exact posterior mean, and
+    ε̂ = (x_t − √ᾱ E[x0 | x_t]) / √(1 − ᾱ) is the exact score of the diffused prior.
+    A band prior is v = const inside [low, high) and 0 elsewhere.
     """
 
-    def __init__(self, low: int, high: int, variance: float, schedule: DDPMSchedule):
+    def __init__(self, variance: torch.Tensor, schedule: DDPMSchedule):
         super().__init__()
-        self.low, self.high, self.variance, self.schedule = (
-            low,
-            high,
-            variance,
-            schedule,
-        )
+        self.register_buffer("variance", variance.double())  # [f]
+        self.schedule = schedule
 
     def forward(self, x_t, t, category=None):
         abar = self.schedule.alphas_cumprod[t.round().long().cpu()].to(x_t)[:, None]
         spec = torch.fft.rfft(x_t, norm="ortho")
-        mask = torch.zeros(spec.shape[-1], device=x_t.device)
-        mask[self.low : self.high] = 1
-        gain = abar.sqrt() * self.variance / (abar * self.variance + 1 - abar)
-        x0 = torch.fft.irfft(spec * mask * gain, n=x_t.shape[-1], norm="ortho")
+        v = self.variance.to(x_t)
+        if v.shape[-1] != spec.shape[-1]:
+            raise ValueError(
+                f"prior spectrum has {v.shape[-1]} bins, the input {spec.shape[-1]}"
+            )
+        gain = abar.sqrt() * v / (abar * v + 1 - abar)
+        x0 = torch.fft.irfft(spec * gain, n=x_t.shape[-1], norm="ortho")
         return (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
+
+
+def gaussian_process(variance: torch.Tensor, length: int, seed: int) -> torch.Tensor:
+    """One draw [t] of the prior of :class:`GaussianProcessNetwork` (float32)."""
+    g = torch.Generator().manual_seed(seed)
+    bins = length // 2 + 1
+    spec = torch.randn(bins, dtype=torch.cdouble, generator=g)  # E|z|² = 1
+    spec[0] = spec[0].real * 2**0.5  # real bins: variance 1 too
+    if length % 2 == 0:
+        spec[-1] = spec[-1].real * 2**0.5
+    x = torch.fft.irfft(spec * variance.double().sqrt(), n=length, norm="ortho")
+    return x.float()
+
+
+def spectrum_for_rms(shape: torch.Tensor, rms: float, length: int) -> torch.Tensor:
+    """Scale a power spectrum [f] so that its process has this expected RMS."""
+    weights = torch.full_like(shape, 2.0, dtype=torch.float64)
+    weights[0] = 1.0
+    if length % 2 == 0:
+        weights[-1] = 1.0
+    power = (weights * shape.double()).sum() / length  # E[x²] per sample
+    return shape.double() * rms**2 / power
 
 
 def band_noise(length: int, low: int, high: int, rms: float, seed: int) -> torch.Tensor:
@@ -106,9 +130,20 @@ def oracle_prior(schedule) -> Callable[[torch.Tensor], PriorDenoiser]:
 def band_prior(schedule) -> Callable[..., PriorDenoiser]:
     def make(low: int, high: int, rms: float, length: int) -> PriorDenoiser:
         # Per-bin variance of the orthonormal FFT that gives this RMS over the band.
-        variance = rms**2 * (length / 2) / (high - low)
+        variance = torch.zeros(length // 2 + 1, dtype=torch.float64)
+        variance[low:high] = rms**2 * (length / 2) / (high - low)
         return PriorDenoiser(
-            BandGaussianNetwork(low, high, variance, schedule), schedule, time_scale=1.0
+            GaussianProcessNetwork(variance, schedule), schedule, time_scale=1.0
+        )
+
+    return make
+
+
+@pytest.fixture
+def gaussian_prior(schedule) -> Callable[[torch.Tensor], PriorDenoiser]:
+    def make(variance: torch.Tensor) -> PriorDenoiser:
+        return PriorDenoiser(
+            GaussianProcessNetwork(variance, schedule), schedule, time_scale=1.0
         )
 
     return make

@@ -2,7 +2,8 @@
 
 * :mod:`~espnet2_ext.diffusion.sampling.loss` — the reconstruction loss that guides it;
 * :mod:`~espnet2_ext.diffusion.sampling.steps` — guidance step rules
-  (:data:`STEP_RULES`: ``hybrid``, ``dps``, ``dsg``, ``none``);
+  (:data:`STEP_RULES`: ``hybrid``, ``dsg`` (the authors'), ``dsg_yang``, ``dps``,
+  ``none``);
 * :mod:`~espnet2_ext.diffusion.sampling.init` — initial states
   (:data:`INITIALISATIONS`: ``augmented_mixture``, ``gaussian``);
 * :mod:`~espnet2_ext.diffusion.sampling.sampler` — :class:`DiffusionPriorSampler`.
@@ -29,8 +30,10 @@ from espnet2_ext.diffusion.sampling.steps import (
     DSGStep,
     HybridStep,
     NoGuidance,
+    NormalisedGradientStep,
     StepContext,
     StepRule,
+    YangDSGStep,
     smoothmax,
 )
 
@@ -44,9 +47,11 @@ __all__ = [
     "INITIALISATIONS",
     "Initialisation",
     "NoGuidance",
+    "NormalisedGradientStep",
     "ReconstructionLoss",
     "STEP_RULES",
     "StepContext",
     "StepRule",
+    "YangDSGStep",
     "smoothmax",
 ]

@@ -16,6 +16,27 @@ reverse step does, for all sources at once:
 The reverse process starts from an initialisation
 (:mod:`~espnet2_ext.diffusion.sampling.init`): the augmented mixture, or Gaussian noise.
 
+Respaced runs and the guidance path. The ``hybrid`` and ``dsg`` rules move every source
+by a distance set by the schedule alone, ρ(σ) (∝ σ, the ancestral standard deviation,
+above the hybrid rule's floor), so the guidance path of a run — the summed distance
+guidance moves each source — is P = Σ_i ρ(σ_i). Visiting every step τ = start_t … 0
+gives P_full = Σ_τ ρ(σ_τ). A respaced run of K steps τ_{K−1} > … > τ_0 = 0 has larger
+σ'_i (each step spans several training steps) but fewer of them, and its path
+P_K = Σ_i ρ(σ'_i) is shorter: for the paper's schedule and K = 20 over [0, 199],
+P_full / P_K = 3.65 (the ratio of the σ sums; the floor changes the third digit).
+
+Path scaling gives each respaced step the path of the training steps it stands for:
+step i moves ρ'_i = Σ_{τ_{i−1} < τ ≤ τ_i} ρ(σ_τ) (σ_τ of the full schedule, τ_{−1} =
+−1), i.e. its step length times s_i = ρ'_i / ρ(σ'_i). The spans partition the full
+schedule, so the run travels exactly P_full, and a step that stands for one training
+step keeps its length (the last one, τ = 0, whose hybrid floor would otherwise be
+inflated: one uniform factor P_full / P_K on every step moves the final estimate by
+3.65 × the floor). It is on by default for the rules that have a schedule-set step
+(s_i = 1 when every step is visited); :attr:`DiffusionPriorSampler.path_scaling_label`
+names the setting for results tables. ``dps``, ``dsg_yang`` and ``none`` have no such
+step (their move depends on the gradient's size or on the ancestral noise), so nothing
+is scaled for them.
+
 The sampler sees the observed mixture only: :meth:`DiffusionPriorSampler.separate` takes
 no references. (The authors' script builds its measurement from the true sources; that
 is not reproduced.) The mixture must be at the level the priors were trained on
@@ -27,6 +48,7 @@ Shape legend: b mixtures, n sources, t samples.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -55,8 +77,14 @@ class DiffusionPriorSampler:
         num_steps: reverse steps (respaced evenly over [0, start_t]); None: every step.
         start_t: the step the reverse process starts from; None: T − 1 (the authors run
             all 200 steps, starting from the augmented mixture at t = 149).
-        step_rule: "hybrid" (paper), "dps", "dsg" or "none"; see :data:`STEP_RULES`.
+        step_rule: "hybrid" (paper), "dsg" (the authors' DSG), "dsg_yang" (Yang et
+            al.'s DSG), "dps" or "none"; see :data:`STEP_RULES`.
         step_rule_conf: keyword arguments of the step rule.
+        path_scaling: give every respaced step the guidance path of the training
+            steps it stands for, so that the run travels the full schedule's path
+            (see the module's text).
+            None (default): on for the rules that have a schedule-set step (``hybrid``,
+            ``dsg``), off for the others; True with such a rule is an error.
         init: "augmented_mixture" (paper) or "gaussian"; see :data:`INITIALISATIONS`.
         init_conf: keyword arguments of the initialisation.
         loss_conf: keyword arguments of :class:`ReconstructionLoss`.
@@ -73,6 +101,7 @@ class DiffusionPriorSampler:
         start_t: Optional[int] = None,
         step_rule: str = "hybrid",
         step_rule_conf: Optional[dict] = None,
+        path_scaling: Optional[bool] = None,
         init: str = "augmented_mixture",
         init_conf: Optional[dict] = None,
         loss_conf: Optional[dict] = None,
@@ -100,7 +129,46 @@ class DiffusionPriorSampler:
                 f"sampler num_steps={num_steps}, start_t={start_t}: {error}"
             ) from None
         # Names are matched in any case (a config may say "DSG").
-        self.step_rule: StepRule = STEP_RULES.build(step_rule.lower(), step_rule_conf)
+        rule_class = STEP_RULES.get(step_rule.lower())
+        try:
+            self.step_rule: StepRule = rule_class(**(step_rule_conf or {}))
+        except TypeError as error:
+            accepted = list(inspect.signature(rule_class).parameters)
+            raise ValueError(
+                f"step_rule_conf {step_rule_conf} does not fit step_rule "
+                f"{step_rule!r} (its options: {accepted}): {error}. Yang et al.'s "
+                "guidance_rate belongs to 'dsg_yang'; 'dsg' is the authors' DSG."
+            ) from None
+        self.full_reverse = schedule.sampling_steps(None, start_t)
+        full_lengths = self._step_lengths(self.full_reverse)
+        if path_scaling and full_lengths is None:
+            raise ValueError(
+                f"path_scaling=True with step_rule={step_rule!r}: that rule has no "
+                "schedule-set step length to scale (use hybrid or dsg, or leave "
+                "path_scaling unset)"
+            )
+        self.path_scaling = (
+            full_lengths is not None if path_scaling is None else bool(path_scaling)
+        )
+        #: per position i, the factor on the step length (all 1 without scaling)
+        self.path_scales = [1.0] * len(self.reverse)
+        #: P_full / P_K, the ratio of the unscaled guidance paths (1 without a path)
+        self.path_ratio = 1.0
+        if full_lengths is not None:
+            lengths = self._step_lengths(self.reverse)
+            self.path_ratio = sum(full_lengths) / sum(lengths)
+        if self.path_scaling:
+            steps = [int(s) for s in self.reverse.steps]
+            full_steps = [int(s) for s in self.full_reverse.steps]
+            for i, length in enumerate(lengths):
+                # the full-schedule steps that respaced step i stands for
+                low = steps[i - 1] if i > 0 else -1
+                span = sum(
+                    full_lengths[j]
+                    for j, tau in enumerate(full_steps)
+                    if low < tau <= steps[i]
+                )
+                self.path_scales[i] = span / length if length > 0 else 1.0
         self.init: Initialisation = INITIALISATIONS.build(init.lower(), init_conf)
         self.loss = ReconstructionLoss(**(loss_conf or {}))
         self.clamp_x0 = bool(clamp_x0)
@@ -113,6 +181,35 @@ class DiffusionPriorSampler:
     @property
     def num_sources(self) -> int:
         return len(self.priors)
+
+    def _step_lengths(self, reverse: ReverseSchedule) -> Optional[List[float]]:
+        """ρ(σ_i) / √L of the step rule at every position of a reverse schedule (None:
+        the rule has no schedule-set step)."""
+        lengths = []
+        for i in range(len(reverse)):
+            ctx = StepContext(
+                index=i,
+                step=int(reverse.steps[i]),
+                sigma=reverse.posterior_std(i),
+                num_samples=1,
+            )
+            length = self.step_rule.schedule_length(ctx)
+            if length is None:
+                return None
+            lengths.append(length)
+        return lengths
+
+    @property
+    def path_scaling_label(self) -> str:
+        """The path-scaling setting for a results table: ``×r`` when on, with r =
+        P_full / P_K the factor by which the unscaled run would fall short (``×1.00``
+        when every step is visited), ``off``, or ``n/a`` (the rule has no schedule-set
+        step)."""
+        if self.path_scaling:
+            return f"×{self.path_ratio:.2f}"
+        if self._step_lengths(self.full_reverse) is None:
+            return "n/a"
+        return "off"
 
     def _check_categories(
         self, categories: Sequence[Optional[Union[int, str]]]
@@ -191,7 +288,7 @@ class DiffusionPriorSampler:
         y: torch.Tensor,
         labels: List[Optional[int]],
         generator: Optional[torch.Generator] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    ) -> Tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
         """One guided reverse step at position ``i`` of the reverse schedule.
 
         Args:
@@ -202,12 +299,17 @@ class DiffusionPriorSampler:
             generator: random generator of the ancestral noise.
         Returns:
             next state [b, n, t], reconstruction loss before the step [b], network
-            evaluations.
+            evaluations, and the distance guidance moved every source ‖x_next − x'‖
+            [b, n].
         """
         rev: ReverseSchedule = self.reverse
         step = int(rev.steps[i])
         ctx = StepContext(
-            index=i, step=step, sigma=rev.posterior_std(i), num_samples=y.shape[-1]
+            index=i,
+            step=step,
+            sigma=rev.posterior_std(i),
+            num_samples=y.shape[-1],
+            path_scale=self.path_scales[i],
         )
         needs_grad = self.step_rule.needs_gradient
         x = x.detach().requires_grad_(needs_grad)
@@ -231,7 +333,8 @@ class DiffusionPriorSampler:
             if i > 0:
                 x_prime = mean + ctx.sigma * gaussian_noise(x.shape, x, generator)
             x = self.step_rule(x_prime, mean, grad, ctx)
-        return x, loss.detach(), evaluations
+            moved = (x - x_prime).norm(dim=-1)
+        return x, loss.detach(), evaluations, moved
 
     def separate(
         self,
@@ -253,7 +356,9 @@ class DiffusionPriorSampler:
             estimates [b, n, t] (or [n, t] for a 1-D input), and info: ``nfe`` (network
             evaluations per mixture, all sources together), ``steps`` (the training
             steps visited, descending), ``loss`` (the reconstruction loss per mixture at
-            each step, [K, b]).
+            each step, [K, b]), ``guidance_path`` (the summed distance guidance
+            moved each source, Σ_i ‖x_i − x'_i‖, [b, n] or [n]),
+            ``path_scaling`` (:attr:`path_scaling_label`).
         """
         labels = self.categories
         if categories is not None:
@@ -272,19 +377,23 @@ class DiffusionPriorSampler:
         x = self.init(y, self.num_sources, self.schedule, generator)
         nfe = 0
         losses = []
+        path = torch.zeros(x.shape[:2], dtype=torch.float64, device=x.device)
         positions = range(len(self.reverse) - 1, -1, -1)
         if progress:
             from tqdm import tqdm
 
             positions = tqdm(positions, desc="diffusion separation", leave=False)
         for i in positions:
-            x, loss, evaluations = self.step(x, i, y, labels, generator)
+            x, loss, evaluations, moved = self.step(x, i, y, labels, generator)
             nfe += evaluations
             losses.append(loss)
+            path += moved.double()
         estimates = x / gain[:, :, None]
         info = {
             "nfe": nfe,
             "steps": [int(s) for s in self.reverse.steps.flip(0)],
             "loss": torch.stack(losses),
+            "guidance_path": path[0] if squeeze else path,
+            "path_scaling": self.path_scaling_label,
         }
         return (estimates[0] if squeeze else estimates), info
