@@ -77,8 +77,8 @@ def get_parser() -> argparse.ArgumentParser:
         action=NestedDictAction,
         default={},
         help="keyword arguments of DiffusionPriorSampler (num_steps, step_rule, "
-        "step_rule_conf, init, init_conf, loss_conf, clamp_x0, mixture_rms_db, "
-        "start_t)",
+        "step_rule_conf, path_scaling, init, init_conf, loss_conf, clamp_x0, "
+        "mixture_rms_db, start_t)",
     )
     parser.add_argument("--use_ema", type=str2bool, default=True)
     parser.add_argument("--cfg_scale", type=float, default=1.0)

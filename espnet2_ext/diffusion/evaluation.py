@@ -8,14 +8,14 @@ row of a recipe's ``RESULTS.md`` (the scoring stage of ``egs2/TEMPLATE/diffsep1`
 from __future__ import annotations
 
 import itertools
-import json
+import math
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
 import soundfile as sf
 import torch
 
-from espnet2_ext.utils.atomic import atomic_write_text
+from espnet2_ext.utils.atomic import atomic_write_json
 from espnet2_ext.utils.scp import read_scp
 
 
@@ -115,18 +115,28 @@ def score_scps(
     return results
 
 
+def _sd(values: torch.Tensor) -> float:
+    """Sample standard deviation; NaN (undefined) for fewer than two values."""
+    return values.std().item() if values.numel() > 1 else float("nan")
+
+
 def summarize(results: Dict[str, Dict[str, List[float]]]) -> Dict[str, float]:
-    """Means over mixtures and sources, and per source index."""
+    """Means over mixtures and sources, per source index, and their standard deviations
+    over mixtures (``*_sd``, of the per-mixture mean over sources; sample sd, undefined
+    (NaN) for one mixture)."""
     si_snr_all = torch.tensor([v["si_snr"] for v in results.values()])  # [utt, n]
     si_snri_all = torch.tensor([v["si_snri"] for v in results.values()])
     summary = {
         "num_mixtures": len(results),
         "si_snr": si_snr_all.mean().item(),
         "si_snri": si_snri_all.mean().item(),
+        "si_snr_sd": _sd(si_snr_all.mean(dim=1)),
+        "si_snri_sd": _sd(si_snri_all.mean(dim=1)),
     }
     for n in range(si_snr_all.shape[1]):
         summary[f"si_snr_spk{n + 1}"] = si_snr_all[:, n].mean().item()
         summary[f"si_snri_spk{n + 1}"] = si_snri_all[:, n].mean().item()
+        summary[f"si_snri_spk{n + 1}_sd"] = _sd(si_snri_all[:, n])
     return summary
 
 
@@ -148,18 +158,29 @@ def write_scores(
     )
     summary = summarize(results)
     out_dir = Path(out_dir)
-    atomic_write_text(out_dir / "scores.json", json.dumps(results, indent=1))
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
+    atomic_write_json(out_dir / "scores.json", results)
+    atomic_write_json(out_dir / "summary.json", summary)  # undefined sd → null
     return summary
 
 
-def results_row(name: str, summary: Dict[str, float], num_sources: int) -> str:
-    """The Markdown row ``| name | mixtures | SI-SNR | SI-SNRi | SI-SNRi per source |``
-    (dB, two decimals) of a recipe's results table."""
-    per_source = " | ".join(
-        f"{summary[f'si_snri_spk{n + 1}']:.2f}" for n in range(num_sources)
-    )
-    return (
-        f"| {name} | {summary['num_mixtures']} | {summary['si_snr']:.2f} | "
-        f"{summary['si_snri']:.2f} | {per_source} |"
-    )
+def _mean_sd(summary: Dict[str, float], key: str) -> str:
+    mean, sd = summary[key], summary.get(f"{key}_sd")
+    if sd is None or math.isnan(sd):  # undefined for one mixture: the mean alone
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {sd:.2f}"
+
+
+def results_row(
+    name: str,
+    summary: Dict[str, float],
+    num_sources: int,
+    columns: Sequence[str] = (),
+) -> str:
+    """The Markdown row ``| name | columns… | mixtures | SI-SNR | SI-SNRi | SI-SNRi per
+    source |`` of a recipe's results table: dB, two decimals, mean ± sd over mixtures
+    (the mean alone where the sd is undefined). ``columns`` are extra cells after the
+    name (e.g. the steps and the path-scaling setting of the sampler)."""
+    cells = [name, *columns, str(summary["num_mixtures"])]
+    cells += [_mean_sd(summary, "si_snr"), _mean_sd(summary, "si_snri")]
+    cells += [_mean_sd(summary, f"si_snri_spk{n + 1}") for n in range(num_sources)]
+    return "| " + " | ".join(cells) + " |"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -219,9 +220,12 @@ def separate_scp(
     Outputs are written as ESPnet's ``enh_inference`` writes them:
     ``<output_dir>/wavs/<n>/<key>.wav`` and ``<output_dir>/spk<n>.scp`` for source
     n = 1 … N (in the order of the priors), each file under a temporary name renamed
-    when complete, and ``sampler_info.json`` (network evaluations and final loss per
-    mixture). Only the mixture is read; the sampler is given nothing else. Mixture i
-    of the key list is sampled with the seed ``seed + i``.
+    when complete, and ``sampler_info.json``: per mixture the network evaluations, the
+    final loss, the number of steps, the path-scaling setting
+    (:attr:`~espnet2_ext.diffusion.sampling.DiffusionPriorSampler.path_scaling_label`),
+    the guidance path per source and the CPU seconds of the sampling. Only the mixture
+    is read; the sampler is given nothing else. Mixture i of the key list is sampled
+    with the seed ``seed + i``.
 
     Args:
         data_path_and_name_and_type: ``[(wav.scp, "speech_mix", "sound")]``.
@@ -289,15 +293,24 @@ def separate_scp(
         # which other mixtures are processed in the same run.
         generator = torch.Generator(device=device).manual_seed(seed + index)
         mixture = torch.from_numpy(np.asarray(wave, dtype=np.float32)).to(device)
+        cpu_start = time.process_time()
         estimates, info = sampler.separate(
             mixture, generator=generator, categories=per_key.get(key)
         )
+        cpu_seconds = time.process_time() - cpu_start
         for n in range(sampler.num_sources):
             path = out / "wavs" / str(n + 1) / f"{key}.{output_format}"
             wave_n = estimates[n].cpu().numpy()
             write_audio_atomic(path, wave_n, rate, output_format, output_subtype)
             scp_entries[n].append((key, path))
-        info_log[key] = {"nfe": info["nfe"], "final_loss": float(info["loss"][-1])}
+        info_log[key] = {
+            "nfe": info["nfe"],
+            "final_loss": float(info["loss"][-1]),
+            "steps": len(info["steps"]),
+            "path_scaling": info["path_scaling"],
+            "guidance_path": info["guidance_path"].tolist(),
+            "cpu_seconds": cpu_seconds,
+        }
         logging.info(f"[{index + 1}/{len(keys)}] {key}: nfe={info['nfe']}")
     for n, entries in enumerate(scp_entries):
         write_scp_atomic(out / f"spk{n + 1}.scp", entries)
@@ -367,8 +380,8 @@ class DiffusionPriorOptions:
             action=NestedDictAction,
             default={},
             help="keyword arguments of DiffusionPriorSampler (num_steps, step_rule, "
-            "step_rule_conf, init, init_conf, loss_conf, clamp_x0, mixture_rms_db, "
-            "start_t)",
+            "step_rule_conf, path_scaling, init, init_conf, loss_conf, clamp_x0, "
+            "mixture_rms_db, start_t)",
         )
         group.add_argument(f"--{p}use_ema", type=str2bool, default=True)
         group.add_argument(f"--{p}cfg_scale", type=float, default=1.0)

@@ -10,8 +10,9 @@
 #   --inference_configs "..."   sampler configs to run (default: the paper's method and
 #                               the DPS, DSG and noise-initialisation baselines)
 #   --inference_args "..."      extra options of espnet2_ext.bin.diffusion_separate
-#   --oracle_categories BOOL    condition the priors on the true classes of each test
-#                               mixture ($datadir/test/utt2category), as the paper does
+#   --oracle_categories BOOL    condition the class-conditional priors on the true
+#                               classes of each test mixture ($datadir/test/utt2category),
+#                               as the paper does; results go to exp/separate_<tag>_oracle_labels
 #   --nj N                      parallel separation jobs (default 1)
 #   --device cpu|cuda           device of the separation
 #   --permutation BOOL          score with permutation search (default true)
@@ -95,6 +96,9 @@ if declare -F configure >/dev/null; then configure; fi
 [ -n "$priors" ] || { echo "$0: the recipe sets no priors" >&2; exit 1; }
 [ -n "$source_priors" ] || source_priors=$priors
 sep_exp=$expdir/separate_$tag
+if [ "$oracle_categories" = true ] && [ -n "$conditional_priors" ]; then
+  sep_exp=${sep_exp}_oracle_labels
+fi
 
 prior_exp() {  # $1 = prior name
   echo "$expdir/prior_${1}_$tag"
@@ -147,7 +151,16 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
                  --prior_model_file "$(prior_exp "$name")/$inference_model")
   done
   if [ "$oracle_categories" = true ]; then
-    prior_opts+=(--categories_file "$datadir/test/utt2category")
+    # the true class of each source for its conditional prior, "none" for the others
+    mkdir -p "$sep_exp"
+    conditional=$(for n in $(seq 1 "$num_src"); do
+      name=${listed[$(( n <= ${#listed[@]} ? n - 1 : ${#listed[@]} - 1 ))]}
+      [[ " $conditional_priors " == *" $name "* ]] && echo -n "1 " || echo -n "0 "
+    done)
+    awk -v flags="$conditional" 'BEGIN { n = split(flags, c, " ") }
+      { line = $1; for (i = 1; i <= n; i++) line = line " " (c[i] == 1 ? $(i + 1) : "none"); print line }' \
+      "$datadir/test/utt2category" >"$sep_exp/oracle_categories"
+    prior_opts+=(--categories_file "$sep_exp/oracle_categories")
   fi
   num_mix=$(wc -l <"$datadir/test/wav.scp")
   this_nj=$(( nj < num_mix ? nj : num_mix ))
@@ -185,13 +198,18 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   num_src=$(num_sources)
   names=($source_names)
   refs=$(for n in $(seq 1 "$num_src"); do echo -n "$datadir/test/spk$n.scp "; done)
-  header="| method | mixtures | SI-SNR (dB) | SI-SNRi (dB) |"
-  rule="|---|---|---|---|"
+  header="| method | steps | path scaling | mixtures | SI-SNR (dB) | SI-SNRi (dB) |"
+  rule="|---|---|---|---|---|---|"
   for n in $(seq 1 "$num_src"); do
     header+=" SI-SNRi ${names[$((n - 1))]:-src$n} |"; rule+="---|"
   done
   {
     echo "# $results_title"
+    echo
+    echo "dB, mean ± sd over mixtures. Path scaling: the factor by which a respaced run's"
+    echo "unscaled guidance path falls short of the full schedule's, when it is restored"
+    echo "(×1.00: every step visited), 'off', or 'n/a' (a step rule without a"
+    echo "schedule-set step)."
     echo
     echo "$header"
     echo "$rule"
@@ -204,6 +222,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     # shellcheck disable=SC2086
     ${python} pyscripts/score.py --mix "$datadir/test/wav.scp" --ref $refs --est $ests \
       --out "$out/scoring" --name "$name" --permutation "$permutation" \
+      --sampler_info "$out/sampler_info.json" \
       | tee -a "$sep_exp/RESULTS.md"
   done
   log "Results: $sep_exp/RESULTS.md"

@@ -9,23 +9,26 @@
 #                               sound events, no download; real: VCTK + FSDKaggle2018 (db.sh)
 #   --data_opts "..."           extra options of local/data_prep.py (sizes, seeds)
 #   --num_test N                test mixtures (default 100)
-#   --sfx_conditional BOOL      class-conditional sound-event prior (default false); with
-#                               --oracle_categories true, the event prior is conditioned on
-#                               the true event classes of each test mixture, as the paper does
+#   --sfx_conditional BOOL      class-conditional sound-event prior (default true, as the
+#                               paper's); with --oracle_categories true (the default here)
+#                               the event prior is given the true event classes of each
+#                               test mixture, as the authors' code does;
+#                               --oracle_categories false is the label-free run ("no class")
 #   and the options of the shared stages (diffsep.sh, listed below).
 #
 # Stages:
 #   1 data preparation (local/data_prep.py)   -> data/{speech,sfx}_{train,valid}, data/test
 #   2 speech and sound-event prior training   -> exp/prior_{speech,sfx}_<tag>
 #   3 separation of the test mixtures         -> exp/separate_<tag>/<inference config>
-#   4 scoring (SI-SNR, SI-SNRi)               -> exp/separate_<tag>/RESULTS.md
+#   4 scoring (SI-SNR, SI-SNRi)               -> exp/separate_<tag>[_oracle_labels]/RESULTS.md
+# local/evidence.sh runs stages 3-4 with and without the oracle labels, side by side.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 data=embedded
 data_opts=""
 num_test=100
-sfx_conditional=false
+sfx_conditional=true
 
 prepare_data() {
   log "Stage 1: data preparation ($data) -> $datadir"
@@ -46,4 +49,4 @@ configure() {
   results_title="Diffusion-prior separation ($tag priors, $data data)"
 }
 
-. ./diffsep.sh "$@"
+. ./diffsep.sh --oracle_categories true "$@"
