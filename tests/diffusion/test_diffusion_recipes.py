@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPES = [
     ROOT / "egs2" / "vctk_fsd18" / "diffsep1",
     ROOT / "egs2" / "musdb18hq" / "diffsep1",
+    ROOT / "egs2" / "synth2" / "diffsep1",
 ]
 
 

@@ -1,0 +1,1 @@
+../../TEMPLATE/diffsep1/diffsep.sh
