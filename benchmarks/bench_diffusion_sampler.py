@@ -11,6 +11,8 @@ machine the CPU time is the steadier figure.
 
     python benchmarks/bench_diffusion_sampler.py   # tiny and paper priors, 2 and 3 sources
     python benchmarks/bench_diffusion_sampler.py --sizes tiny --steps 5 --device cuda
+    python benchmarks/bench_diffusion_sampler.py --sizes synth2 --sources 2 --fs 8000 \
+        --seconds 1 --steps 10
 
 Each child's address space is capped at the memory the machine has available (less
 1 GiB), so a configuration that does not fit is reported as such instead of being
@@ -37,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "tiny": ROOT / "conf" / "diffusion" / "prior_tiny.yaml",
     "paper": ROOT / "conf" / "diffusion" / "prior_paper.yaml",
+    # the CPU-sized prior of the tones / bursts evidence (run with --fs 8000 --seconds 1)
+    "synth2": ROOT / "egs2" / "synth2" / "diffsep1" / "conf" / "prior.yaml",
 }
 
 
