@@ -41,10 +41,12 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["espnet2_ext", "espnet2_ext.*"]),
+    # data files the code reads at run time (the model card's citations)
+    package_data={"espnet2_ext.zoo": ["citations.bib"]},
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "build>=1.0"],
         "bench": ["bs-roformer", "demucs"],
     },
     entry_points={

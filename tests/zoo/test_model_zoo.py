@@ -15,11 +15,13 @@ import yaml
 from espnet2_ext.constants import MUSDB_STEMS
 from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.zoo import (
+    DamagedPackError,
     IncompatiblePackError,
     UnsafeArchiveError,
     check_zip_entries,
     compatibility_problem,
     full_train_config,
+    looks_like_path,
     pack,
     parse_hub_id,
     resolve_folder,
@@ -154,8 +156,78 @@ def test_zip_slip_is_refused_before_anything_is_written(tmp_path, entry):
 def test_not_a_zip_is_a_clear_error(tmp_path):
     junk = tmp_path / "model.zip"
     junk.write_bytes(b"this is not a zip")
-    with pytest.raises(ValueError, match="not a pack"):
+    with pytest.raises(DamagedPackError, match="damaged pack: .*model.zip"):
         resolve_source(junk, cache_dir=tmp_path / "cache")
+    other = tmp_path / "model.bin"
+    other.write_bytes(b"weights?")
+    with pytest.raises(ValueError, match="not a pack"):
+        resolve_source(other, cache_dir=tmp_path / "cache")
+
+
+def test_pack_is_readable_by_others_and_prints_only_its_final_path(
+    model_dir, tmp_path, capsys
+):
+    old = os.umask(0o022)
+    try:
+        out = _pack_in(model_dir, tmp_path / "shared.zip")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[-1] == f"Generate: {out}"
+    assert ".pack-" not in printed  # no temporary name
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.zip"]
+
+
+def test_pack_records_the_model_name_and_chunking(model_dir, tmp_path):
+    from espnet2_ext.separation.config import ChunkingConfig
+
+    plain = _pack_in(model_dir, tmp_path / "plain.zip")
+    files = resolve_source(plain, cache_dir=tmp_path / "cache")
+    assert files.name == model_dir.name and files.chunking is None
+    cwd = os.getcwd()
+    os.chdir(model_dir)
+    try:
+        chunked = pack(
+            "config.yaml",
+            "model.pth",
+            tmp_path / "chunked.zip",
+            name="my model",
+            chunking=ChunkingConfig(segment=8.0, hop=2.0, window="triangular"),
+        )
+    finally:
+        os.chdir(cwd)
+    with zipfile.ZipFile(chunked) as zf:
+        meta = yaml.safe_load(zf.read("meta.yaml"))
+    assert meta["espnet2_ext"] == {
+        "name": "my_model",
+        "chunking": {"segment": 8.0, "hop": 2.0, "window": "triangular"},
+    }
+    files = resolve_source(chunked, cache_dir=tmp_path / "cache")
+    assert files.name == "my_model" and files.chunking["hop"] == 2.0
+    resolved = ChunkingConfig.resolve(files.chunking)
+    assert (resolved.segment, resolved.hop, resolved.window) == (8.0, 2.0, "triangular")
+    assert ChunkingConfig.resolve(files.chunking, segment=4.0).hop == 1.0
+    assert ChunkingConfig.resolve(None).segment == 12.0
+
+
+@pytest.mark.parametrize(
+    "source, path",
+    [
+        ("user/model", False),
+        ("hf://user/model", False),
+        ("user/model.v2@main", False),
+        ("exp/typo.zip", True),
+        ("exp/typo", True),  # exp/ exists in the working directory
+        ("./model", True),
+        ("a/b/c", True),
+        ("~/models/x", True),
+    ],
+)
+def test_sources_that_look_like_paths(source, path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp").mkdir()
+    assert looks_like_path(source) is path
 
 
 def test_unpack_is_cached_by_content(packed, tmp_path):
