@@ -1,4 +1,10 @@
-"""The MUSDB18-HQ recipe, stages 1-7, on a very small generated data set."""
+"""The MUSDB18-HQ recipe end to end on a small song tree of a researcher's own kind.
+
+Three stems with names of their own (lead, drums, keys), a training song without keys,
+a test song without lead, a validation list: stages 1-11 once (module fixture), then the
+options that reuse that run (resume, statistics reuse, skip options, download_model,
+the stem checks, the Slurm runner with stand-in sbatch/srun and a two-node training).
+"""
 
 import json
 import os
@@ -11,157 +17,335 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import yaml
+from recipe_helpers import (
+    MUSDB_RECIPE,
+    ROOT,
+    copy_recipe,
+    fake_slurm,
+    recipe_env,
+    run_recipe,
+    tiny_config,
+    write_song_tree,
+)
 
 from espnet2_ext.version import __version__
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-RECIPE = ROOT / "egs2" / "musdb18hq" / "enh1"
-#: what a recipe run writes into its folder (a developer's earlier run, not copied)
-OUTPUTS = shutil.ignore_patterns("data", "dump", "exp", "downloads")
-
-TINY_TRAINING = dict(
-    max_epoch=2,
-    num_iters_per_epoch=2,
-    batch_size=2,
-    keep_nbest_models=2,
-    num_workers=0,
-    log_interval=1,
-)
-
-
-def _run(recipe, *args, check=True):
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run(
-        ["./run.sh", *args],
-        cwd=recipe,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+STEMS = ["drums", "keys", "lead"]  # the data's order: MUSDB's names first, then a-z
+#: the options every run of the tiny experiment shares
+TINY = [
+    "--size", "tiny", "--enh_config", "conf/train_enh_ci.yaml", "--nj", "1",
+    "--segment_size", "4", "--hop_size", "2", "--segment_seconds", "2",
+    "--activity_args", "--crop-seconds 2", "--test_sets", "test",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
-    if shutil.which("fluidsynth") is None:
-        pytest.skip("fluidsynth is not installed (tools/setup_venv.sh installs it)")
-    work = tmp_path_factory.mktemp("recipe") / "enh1"
-    shutil.copytree(RECIPE, work, symlinks=False, ignore=OUTPUTS)
-    config = yaml.safe_load((RECIPE / "conf" / "train_enh_demo.yaml").read_text())
-    config.update(TINY_TRAINING)
-    config["preprocessor_conf"]["segment_seconds"] = 2.0
-    (work / "conf" / "train_enh_ci.yaml").write_text(yaml.safe_dump(config))
-    _run(
-        work,
-        "--demo",
-        "true",
-        "--local_data_opts",
-        "--demo true --demo_train 3 --demo_valid 1 --demo_test 1 --demo_duration 8",
-        "--train_config",
-        "conf/train_enh_ci.yaml",
-        "--tag",
-        "ci",
-        "--nj",
-        "1",
-        "--segment_size",
-        "4",
-        "--hop_size",
-        "2",
+    """Stages 1-11 on the tree; returns the recipe folder (its output in run.log)."""
+    work = tmp_path_factory.mktemp("musdb")
+    songs = write_song_tree(
+        work / "songs",
+        {"train": ["s1", "s2", "s3", "s4"], "test": ["t1"]},
+        stems=("lead", "drums", "keys"),
+        silent=[("s2", "keys"), ("t1", "lead")],
     )
-    return work
+    (work / "valid.txt").write_text("s3\n")
+    recipe = copy_recipe(MUSDB_RECIPE, work / "enh1")
+    tiny_config(
+        MUSDB_RECIPE / "conf" / "train_enh_demo.yaml",
+        recipe / "conf" / "train_enh_ci.yaml",
+        preprocessor_conf={"segment_seconds": 2.0},
+    )
+    proc = run_recipe(
+        recipe,
+        "--data", str(songs), "--valid_list", str(work / "valid.txt"),
+        *TINY, "--enh_tag", "ci", "--stop_stage", "11",
+    )  # fmt: skip
+    (recipe / "run.log").write_text(proc.stdout + proc.stderr)
+    return recipe
 
 
-def test_data_preparation_wrote_the_splits(recipe):
-    for split, count in (("train", 2), ("valid", 1), ("test", 1)):
-        lines = (recipe / "data" / split / "wav.scp").read_text().splitlines()
-        assert len(lines) == count, split
-        for n in range(1, 5):
-            assert (recipe / "data" / split / f"spk{n}.scp").exists()
-    for stem in ("vocals", "bass", "drums", "other"):
+def _exp(recipe) -> Path:
+    return recipe / "exp" / "enh_ci"
+
+
+def test_data_has_the_trees_stems_and_the_validation_list(recipe):
+    for split, songs in (("train", 3), ("valid", 1), ("test", 1)):
+        data = recipe / "data" / split
+        assert (data / "stems").read_text().split() == STEMS, split
+        assert len((data / "wav.scp").read_text().splitlines()) == songs
+    assert "s3" in (recipe / "data" / "valid" / "wav.scp").read_text()
+    for stem in STEMS:
         assert (recipe / "dump" / "segments" / "train" / f"active_{stem}.tsv").exists()
 
 
-def test_training_and_averaging(recipe):
-    exp = recipe / "exp" / "enh_ci"
-    assert (exp / "valid.loss.ave.pth").exists()
-    assert (exp / "config.yaml").exists()
-    assert (recipe / "exp" / "enh_stats_ci" / "train" / "speech_mix_shape").exists()
+def test_stages_are_espnets_and_training_shows_progress(recipe):
+    log = (recipe / "run.log").read_text()
+    for n in (1, 3, 4, 5, 6, 7, 8, 11):
+        assert f"Stage {n}: " in log and f"Stage {n} done in" in log, n
+    for n in (2, 9, 10, 12, 13):
+        assert f"Stage {n}:" not in log, n
+    # epoch, losses and time left on the console; the full log in exp/
+    assert "epoch 1/2 done: train loss" in log and "valid loss" in log
+    assert "epoch 2/2 started; about" in log and "left" in log
+    assert "iter_time=" not in log
+    assert "iter_time=" in (_exp(recipe) / "train.log").read_text()
 
 
-def test_whole_songs_separated_in_fixed_order(recipe):
-    out = recipe / "exp" / "enh_ci" / "separate_test"
-    mixture = (
-        (recipe / "data" / "test" / "wav.scp").read_text().split(maxsplit=1)[1].strip()
-    )
+def test_the_stems_are_carried_into_the_training_config(recipe):
+    config = yaml.safe_load((_exp(recipe) / "config.yaml").read_text())
+    assert config["stems"] == STEMS
+    assert config["num_spk"] == config["separator_conf"]["num_spk"] == 3
+    assert config["preprocessor_conf"]["stems"] == STEMS
+    assert config["resume"] is True
+    assert (_exp(recipe) / "valid.loss.ave.pth").exists()
+
+
+def test_statistics_folder_is_keyed_by_data_and_config(recipe):
+    (stats,) = (recipe / "exp").glob("enh_stats_*")
+    key = json.loads((stats / "key.json").read_text())
+    assert stats.name == f"enh_stats_{key['key']}"
+    assert "dump/segments/train/mix_segments.scp" in key["files"]
+    assert (stats / "train" / "speech_mix_shape").exists()
+
+
+def test_whole_songs_separated_with_the_models_stem_names(recipe):
+    out = _exp(recipe) / "separate_test"
+    mixture = (recipe / "data" / "test" / "wav.scp").read_text().split()[1]
     info = sf.info(mixture)
-    for stem in ("vocals", "bass", "drums", "other"):
-        (song,) = [p for p in (out / "stems").iterdir()]
-        est = sf.info(song / f"{stem}.wav")
+    for stem in STEMS:
+        est = sf.info(out / "stems" / "t1" / f"{stem}.wav")
         assert (est.frames, est.channels, est.samplerate) == (info.frames, 2, 44100)
+        ref = (out / "refs" / "t1" / f"{stem}.wav").resolve()
+        assert ref.parent.name == "t1" and ref.stem == stem
 
 
-def test_scoring_reports_model_and_mixture_baseline(recipe):
-    scoring = recipe / "exp" / "enh_ci" / "separate_test" / "scoring"
+def test_scoring_names_the_stems_and_the_mixture_baseline(recipe):
+    scoring = _exp(recipe) / "separate_test" / "scoring"
     results = (scoring / "RESULTS.md").read_text()
-    assert "uSDR" in results and "cSDR" in results
-    summary = json.loads((scoring / "summary.json").read_text())
-    text = json.dumps(summary)
-    for stem in ("vocals", "bass", "drums", "other"):
-        assert stem in text
-    assert (scoring / "images" / "sdr_per_stem.png").stat().st_size > 1000
+    assert "uSDR" in results and "mixture" in results
+    for stem in STEMS:
+        assert stem in results
+    assert (recipe / "exp" / "mixture_baseline_test.json").exists()
 
 
-def test_pack_is_an_espnet_model_zoo_zip_with_the_plugin_version(recipe):
-    packed = recipe / "exp" / "enh_ci" / "packed.zip"
-    with zipfile.ZipFile(packed) as z:
+def test_pack_keeps_espnets_images_and_adds_the_scoring_plots(recipe):
+    exp = _exp(recipe)
+    assert (exp / "images" / "loss.png").exists()  # ESPnet's training curve
+    assert (exp / "images" / "scoring" / "sdr_per_stem.png").stat().st_size > 1000
+    with zipfile.ZipFile(exp / "packed.zip") as z:
         names = z.namelist()
         meta = yaml.safe_load(z.read("meta.yaml"))
     assert meta["plugins"]["espnet2_ext"] == __version__
-    assert any(n.endswith("config.yaml") for n in names)
-    assert any(n.endswith(".pth") for n in names)
     assert any(n.endswith("RESULTS.md") for n in names)
-    assert any("images/" in n for n in names)
+    assert any(n.endswith("images/loss.png") for n in names)
+    assert any(n.endswith("images/scoring/sdr_per_stem.png") for n in names)
 
 
-def test_a_stage_can_be_run_again(recipe):
-    scoring = recipe / "exp" / "enh_ci" / "separate_test" / "scoring" / "RESULTS.md"
-    before = scoring.stat().st_mtime_ns
-    _run(
-        recipe,
-        "--demo",
-        "true",
-        "--tag",
-        "ci",
-        "--nj",
-        "1",
-        "--train_config",
-        "conf/train_enh_ci.yaml",
-        "--stage",
-        "6",
-        "--stop_stage",
-        "6",
+def test_training_again_resumes_and_keeps_the_earlier_log(recipe):
+    before = (_exp(recipe) / "train.log").read_text()
+    proc = run_recipe(
+        recipe, *TINY, "--enh_tag", "ci", "--stage", "6", "--stop_stage", "6"
     )
-    assert scoring.stat().st_mtime_ns > before
+    assert "The training was resumed" in proc.stdout
+    assert (_exp(recipe) / "train.1.log").read_text() == before
+    assert "--resume true" in (_exp(recipe) / "train.log").read_text()
+
+
+def test_old_option_names_work_with_one_deprecation_line_each(recipe):
+    # and the statistics of this data and config are reused under another name
+    proc = run_recipe(
+        recipe, *TINY, "--train_config", "conf/train_enh_ci.yaml", "--tag", "other",
+        "--stage", "5", "--stop_stage", "5",
+    )  # fmt: skip
+    assert proc.stderr.count("--train_config is deprecated, use --enh_config") == 1
+    assert proc.stderr.count("--tag is deprecated, use --enh_tag") == 1
+    assert "already holds them for this data and config" in proc.stdout
+    assert len(list((recipe / "exp").glob("enh_stats_*"))) == 1
+    old = run_recipe(recipe, "--demo", "false", "--stage", "99", check=True)
+    assert "--demo is deprecated" in old.stderr
+
+
+def test_skip_options_skip_their_stages(recipe):
+    exp = _exp(recipe)
+    before = {p: p.stat().st_mtime_ns for p in exp.rglob("*") if p.is_file()}
+    proc = run_recipe(
+        recipe, *TINY, "--enh_tag", "ci", "--stage", "1", "--stop_stage", "13",
+        "--skip_data_prep", "true", "--skip_train", "true", "--skip_eval", "true",
+        "--skip_packing", "true", "--skip_upload_hf", "true",
+    )  # fmt: skip
+    assert "Stage " not in proc.stdout.replace("Successfully finished stages", "")
+    after = {p: p.stat().st_mtime_ns for p in exp.rglob("*") if p.is_file()}
+    assert after == before
+    bad = run_recipe(recipe, *TINY, "--skip_train", "yes", check=False)
+    assert bad.returncode != 0 and "--skip_train is true or false" in bad.stderr
+
+
+def test_download_model_evaluates_a_pack_without_training(recipe):
+    proc = run_recipe(
+        recipe, *TINY, "--download_model", "exp/enh_ci/packed.zip",
+        "--skip_data_prep", "true",
+    )  # fmt: skip
+    assert "Stage 6" not in proc.stdout and "Stage 11" not in proc.stdout
+    exp = recipe / "exp" / "download_enh_ci_packed"
+    assert (exp / "config.yaml").is_symlink()
+    ours = json.loads((exp / "separate_test/scoring/summary.json").read_text())
+    trained = json.loads(
+        (_exp(recipe) / "separate_test/scoring/summary.json").read_text()
+    )
+    # the same weights on the same song: the same uSDR, stem by stem
+    a = ours["systems"]["download_enh_ci_packed"]["uSDR"]
+    b = trained["systems"]["ci"]["uSDR"]
+    assert a.keys() == b.keys() and set(STEMS) <= set(a)
+    for stem in a:
+        assert (a[stem] is None) == (b[stem] is None), stem
+        assert a[stem] is None or abs(a[stem] - b[stem]) < 1e-6, stem
+
+
+def test_a_model_and_data_with_other_stems_stop_with_both_lists(recipe):
+    other = recipe / "data" / "test_vocals"
+    shutil.copytree(recipe / "data" / "test", other)
+    (other / "stems").write_text("drums\nkeys\nvocals\n")
+    out = _exp(recipe) / "separate_test_vocals"
+    proc = run_recipe(
+        recipe, *TINY, "--enh_tag", "ci", "--test_sets", "test_vocals",
+        "--stage", "7", "--stop_stage", "8", check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "stems mismatch" in proc.stderr
+    assert "(drums keys lead)" in proc.stderr and "(drums keys vocals)" in proc.stderr
+    assert not out.exists()
+    # --stems names a stem the data does not have: stopped before anything runs
+    proc = run_recipe(
+        recipe, *TINY, "--enh_tag", "ci", "--stems", "drums vocals",
+        "--stage", "7", "--stop_stage", "8", check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "(drums vocals)" in proc.stderr
+    assert "(drums keys lead)" in proc.stderr
+
+
+def test_more_gpus_than_present_stop_before_anything(recipe):
+    import torch
+
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("this machine has two GPUs")
+    proc = run_recipe(
+        recipe, *TINY, "--enh_tag", "two_gpus", "--ngpu", "2",
+        "--stage", "6", "--stop_stage", "6", check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "--ngpu 2 needs 2 GPU(s), this machine has" in proc.stderr
+    assert not (recipe / "exp" / "enh_two_gpus").exists()
+
+
+def test_slurm_runner_and_two_node_training_through_srun(recipe, tmp_path):
+    calls = tmp_path / "calls.txt"
+    env = recipe_env(CMD_BACKEND="slurm")
+    env["PATH"] = f"{fake_slurm(tmp_path / 'bin', calls)}:{env['PATH']}"
+    proc = run_recipe(
+        recipe, *TINY, "--enh_tag", "nodes2", "--num_nodes", "2",
+        "--enh_args", "--max_epoch 1", "--stage", "4", "--stop_stage", "6", env=env,
+    )  # fmt: skip
+    lines = calls.read_text().splitlines()
+    sbatch = [line for line in lines if line.startswith("sbatch ")]
+    (srun,) = [line for line in lines if line.startswith("srun ")]
+    # stage 4 as a CPU job, stage 6 on two nodes: conf/slurm.conf's translation
+    assert "-p cpu" in sbatch[0] and "--mem 16G" in sbatch[0]
+    assert "--time 4:00:00" in sbatch[0] and "--wait" in sbatch[0]
+    assert "--nodes 2" in sbatch[-1] and "--time 48:00:00" in sbatch[-1]
+    assert "--dist_launcher slurm" in srun and "--dist_backend gloo" in srun
+    assert "--resume true" in srun
+    # both ranks trained one model (the statistics of the first run were reused)
+    log = (recipe / "exp" / "enh_nodes2" / "train.log").read_text()
+    assert "/2] " in log and log.count("espnet2_ext/bin/enh_train.py") == 2
+    assert (recipe / "exp" / "enh_nodes2" / "valid.loss.ave.pth").exists()
+    assert "already holds them" in proc.stdout
+
+    # a refused submission: the message, a non-zero status, the experiment untouched
+    exp = _exp(recipe)
+    before = {p.name: p.read_bytes() for p in exp.glob("*.pth")}
+    logs = sorted(p.read_text() for p in exp.glob("train*.log"))
+    env["FAKE_SBATCH_ERROR"] = "Batch job submission failed: Invalid partition name"
+    proc = run_recipe(
+        recipe, *TINY, "--enh_tag", "ci", "--stage", "6", "--stop_stage", "6",
+        env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "sbatch did not accept the job" in proc.stderr
+    assert "Invalid partition name" in proc.stderr
+    assert {p.name: p.read_bytes() for p in exp.glob("*.pth")} == before
+    assert sorted(p.read_text() for p in exp.glob("train*.log")) == logs
+
+
+# ------------------------------------------------------------------ environment
+def _source_path_sh(recipe: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "-c", '. ./path.sh && echo "PYTHON=$python"'],
+        cwd=recipe,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _bare_env(**extra) -> dict:
+    """No project Python on PATH, none named in the environment."""
+    env = recipe_env(**extra)
+    env["PATH"] = "/usr/bin:/bin"
+    return env
+
+
+@pytest.mark.skipif(
+    not (ROOT / ".venv" / "bin" / "python").exists(), reason="no .venv (setup_venv.sh)"
+)
+def test_a_copied_recipe_finds_the_project_or_says_what_to_set(tmp_path):
+    inside = _source_path_sh(MUSDB_RECIPE, _bare_env())
+    assert inside.returncode == 0, inside.stderr
+    assert f"PYTHON={ROOT}/.venv/bin/python" in inside.stdout
+    assert "the repository this recipe is in" in inside.stderr
+
+    # cp -rL: the template's files copied, the recipe outside the repository
+    copy = tmp_path / "my_exp"
+    shutil.copytree(MUSDB_RECIPE, copy, symlinks=False, ignore=shutil.ignore_patterns(
+        "data", "dump", "exp", "downloads", "tuning"))  # fmt: skip
+    lost = _source_path_sh(copy, _bare_env())
+    if lost.returncode == 0:  # the system python3 has espnet2_ext installed
+        assert "python3 on PATH imports espnet2_ext" in lost.stderr
+    else:
+        assert "ESPNET2_EXT_ROOT" in lost.stderr and "PYTHON=" in lost.stderr
+    found = _source_path_sh(copy, _bare_env(ESPNET2_EXT_ROOT=str(ROOT)))
+    assert found.returncode == 0, found.stderr
+    assert f"PYTHON={ROOT}/.venv/bin/python" in found.stdout
+    assert f"ESPNET2_EXT_ROOT={ROOT}" in found.stderr
+    chosen = _source_path_sh(copy, _bare_env(PYTHON=sys.executable))
+    assert f"PYTHON={sys.executable}" in chosen.stdout
+    assert "PYTHON is set" in chosen.stderr
+    installed = _bare_env()
+    installed["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    via_path = _source_path_sh(copy, installed)
+    assert via_path.returncode == 0, via_path.stderr
+    assert "python3 on PATH imports espnet2_ext" in via_path.stderr
+
+    # cp -r keeps the relative links, which now point nowhere: said so
+    broken = tmp_path / "copied_with_links"
+    shutil.copytree(MUSDB_RECIPE, broken, symlinks=True, ignore=shutil.ignore_patterns(
+        "data", "dump", "exp", "downloads"))  # fmt: skip
+    proc = subprocess.run(
+        ["./run.sh", "--stage", "7"], cwd=broken, capture_output=True, text=True,
+        env=_bare_env(ESPNET2_EXT_ROOT=str(ROOT)), timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "broken link" in proc.stderr
 
 
 def test_missing_dataset_folder_stops_before_writing(tmp_path):
-    work = tmp_path / "enh1"
-    shutil.copytree(RECIPE, work, symlinks=False, ignore=OUTPUTS)
-    proc = _run(
-        work,
-        "--local_data_opts",
-        f"--musdb_root {tmp_path / 'nowhere'}",
-        "--stop_stage",
-        "1",
-        check=False,
-    )
+    work = copy_recipe(MUSDB_RECIPE, tmp_path / "enh1")
+    proc = run_recipe(
+        work, "--data", str(tmp_path / "nowhere"), "--size", "tiny",
+        "--stop_stage", "1", check=False,
+    )  # fmt: skip
     assert proc.returncode != 0
     assert "nowhere" in proc.stderr + proc.stdout
     assert not (work / "data").exists()
