@@ -24,7 +24,7 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Tuple, Union
+from typing import Iterator, List, Mapping, Tuple, Union
 
 import numpy as np
 
@@ -92,23 +92,32 @@ def _umask() -> int:
     return mask
 
 
-def _write_temp(path: Path, data: Union[bytes, PathLike]) -> Path:
-    """``data`` (bytes, or the content of the file it names) in a new hidden temporary
-    file next to ``path``; returns its path.
+@contextlib.contextmanager
+def _temporaries() -> Iterator[List[Path]]:
+    """A list that :func:`_write_temp` registers its files in; whatever is still there
+    when the block ends (an error, Ctrl-C, SIGTERM under :func:`terminate_raises`, or a
+    file that was not renamed) is removed, with the signals held."""
+    created: List[Path] = []
+    try:
+        yield created
+    finally:
+        with signals_held():
+            for temp in created:
+                if temp.exists():
+                    temp.unlink()
 
-    Removed again if anything (an error, Ctrl-C, SIGTERM under
-    :func:`terminate_raises`) interrupts the write.
-    """
+
+def _write_temp(path: Path, data: Union[bytes, PathLike], created: List[Path]) -> Path:
+    """``data`` (bytes, or the content of the file it names) in a new hidden temporary
+    file next to ``path``, registered in ``created`` before anything is written (so
+    that :func:`_temporaries` removes it whatever interrupts the write)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        handle, temp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".partial", dir=path.parent
-        )
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(path, e.errno) from e
-        raise
-    try:
+        with signals_held():
+            handle, temp_name = tempfile.mkstemp(
+                prefix=f".{path.name}.", suffix=".partial", dir=path.parent
+            )
+            created.append(Path(temp_name))
         with os.fdopen(handle, "wb") as temp:
             if isinstance(data, bytes):
                 temp.write(data)
@@ -118,11 +127,8 @@ def _write_temp(path: Path, data: Union[bytes, PathLike]) -> Path:
             temp.flush()
             os.fsync(temp.fileno())
         os.chmod(temp_name, _FILE_MODE & ~_umask())
-    except BaseException as e:
-        with signals_held():
-            if os.path.exists(temp_name):
-                os.unlink(temp_name)
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFullError(path, e.errno) from e
         raise
     return Path(temp_name)
@@ -135,14 +141,10 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
         DiskFullError: no space left; ``path`` is unchanged.
     """
     path = Path(path)
-    temp = _write_temp(path, data)
-    try:
-        os.replace(temp, path)
-    except BaseException:
+    with _temporaries() as created:
+        temp = _write_temp(path, data, created)
         with signals_held():
-            if temp.exists():
-                temp.unlink()
-        raise
+            os.replace(temp, path)
     return path
 
 
@@ -153,14 +155,10 @@ def atomic_copy(source: PathLike, path: PathLike) -> Path:
         DiskFullError: no space left; ``path`` is unchanged.
     """
     path = Path(path)
-    temp = _write_temp(path, source)
-    try:
-        os.replace(temp, path)
-    except BaseException:
+    with _temporaries() as created:
+        temp = _write_temp(path, source, created)
         with signals_held():
-            if temp.exists():
-                temp.unlink()
-        raise
+            os.replace(temp, path)
     return path
 
 
@@ -182,18 +180,13 @@ def atomic_write_set(files: Mapping[PathLike, bytes]) -> List[Path]:
             raise IsADirectoryError(
                 f"{target} exists and is not a file; nothing of this set was written"
             )
-    temps: Dict[Path, Path] = {}
-    try:
-        for target, data in zip(targets, files.values()):
-            temps[target] = _write_temp(target, data)
+    with _temporaries() as created:
+        temps = {
+            target: _write_temp(target, data, created)
+            for target, data in zip(targets, files.values())
+        }
         with signals_held():
             _commit(temps)
-            temps.clear()
-    finally:
-        with signals_held():
-            for temp in temps.values():
-                if temp.exists():
-                    temp.unlink()
     return targets
 
 

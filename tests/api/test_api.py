@@ -308,3 +308,38 @@ def test_multistep_schedule_refines_with_per_source_blends(packed, tmp_path):
 def test_oracle_multistep_metric_is_refused_for_songs(packed, tmp_path):
     with pytest.raises(ValueError, match="oracle"):
         load_model(packed, multistep_metric="snr", cache_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------- options
+def test_load_model_uses_the_chunking_the_pack_records(model_dir, tmp_path):
+    from espnet2_ext.separation.config import ChunkingConfig
+
+    cwd = os.getcwd()
+    os.chdir(model_dir)
+    try:
+        recorded = pack(
+            "config.yaml",
+            "model.pth",
+            tmp_path / "chunked.zip",
+            chunking=ChunkingConfig(segment=0.1, hop=0.025, window="rectangular"),
+        )
+    finally:
+        os.chdir(cwd)
+    default = load_model(recorded, cache_dir=tmp_path)
+    assert default.chunking == ChunkingConfig(0.1, 0.025, "rectangular")
+    assert default.name == "exp"  # the folder the config was packed from
+    told = load_model(recorded, segment=0.2, window="hann", cache_dir=tmp_path)
+    assert told.chunking == ChunkingConfig(0.2, 0.05, "hann")  # recorded overlap kept
+    assert (
+        load_model(recorded, segment=None, cache_dir=tmp_path).chunking.segment is None
+    )
+    # a pack that records nothing: the recipe's default, 12 s chunks every 6 s
+    assert load_model(model_dir).chunking == ChunkingConfig(12.0, 6.0, "hann")
+
+
+def test_device_auto_picks_the_best_available(packed, tmp_path):
+    separator = load_model(packed, device="auto", cache_dir=tmp_path)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.backends.mps.is_available():  # pragma: no cover - Apple machines
+        expected = "mps"
+    assert separator.device.type == expected
