@@ -1,11 +1,7 @@
 """The FMA MixIT recipe: its paper configs (schedules, sizes, frozen parameters) and a
-tiny end-to-end run of stages 1-5 on generated data."""
+tiny end-to-end run on a folder of unlabeled mixtures and a small song tree."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -13,6 +9,13 @@ import pytest
 import torch
 import yaml
 from espnet2.tasks.abs_task import scheduler_classes
+from recipe_helpers import (
+    copy_recipe,
+    run_recipe,
+    tiny_config,
+    write_song_tree,
+    write_unlabeled,
+)
 
 from espnet2_ext.enh.separator.bs_locoformer_separator import BS_LOCOFORMER_SIZES
 from espnet2_ext.tasks.enh import EnhancementTask
@@ -181,70 +184,58 @@ def test_demo_configs_use_the_demo_model_of_the_musdb_recipe():
 
 # ---------------------------------------------------------------------- the recipe
 @pytest.mark.slow
-def test_recipe_runs_stages_1_to_5_on_generated_data(tmp_path):
-    if shutil.which("fluidsynth") is None:
-        pytest.skip("fluidsynth is not installed (tools/setup_venv.sh installs it)")
-    work = tmp_path / "mixit_enh1"
-    shutil.copytree(
-        RECIPE,
-        work,
-        symlinks=True,
-        ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads", "RESULTS*"),
+def test_recipe_on_an_unlabeled_folder_and_a_three_stem_song_tree(tmp_path):
+    """Stages 1, 5, 6, 7 on a researcher's own data: 10 unlabeled mixtures in a plain
+    folder, MixIT pre-training, heads chosen on a song tree with 3 stems of its own
+    names (a validation song without keys)."""
+    work = copy_recipe(RECIPE, tmp_path / "mixit_enh1")
+    mixtures = write_unlabeled(tmp_path / "my_mixtures", count=10, seconds=10.5)
+    songs = write_song_tree(
+        tmp_path / "songs",
+        {"train": ["s1", "s2", "s3"], "test": ["t1"]},
+        stems=("lead", "drums", "keys"),
+        silent=[("s3", "keys")],
     )
-    for link in ("utils", "music_enh.sh"):  # keep the links working from tmp_path
-        (work / link).unlink()
-        (work / link).symlink_to(RECIPE / link)
-    config = _load(RECIPE / "conf" / "train_mixit_demo.yaml")
-    config.update(
-        max_epoch=1, num_iters_per_epoch=2, batch_size=2, num_workers=0, log_interval=1
+    (tmp_path / "valid.txt").write_text("s3\n")
+    tiny_config(
+        RECIPE / "conf" / "train_mixit_demo.yaml",
+        work / "conf" / "train_mixit_ci.yaml",
+        max_epoch=1,
+        preprocessor_conf={"segment_seconds": 1.0},
     )
-    config["preprocessor_conf"]["segment_seconds"] = 1.0
-    (work / "conf" / "train_mixit_ci.yaml").write_text(yaml.safe_dump(config))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    # 20 tracks: seed 6 puts two usable tracks in FMA's validation split (the mixture
-    # of mixtures needs two files); one 10 s segment per track
-    data_opts = (
-        "--demo_tracks 20 --demo_duration 10.5 --demo_seed 6 --demo_musdb_train 3 "
-        "--demo_musdb_valid 1 --demo_musdb_test 1 --demo_musdb_duration 7"
-    )
-    proc = subprocess.run(
-        [
-            "./run.sh", "--demo", "true", "--nj", "1",
-            "--train_config", "conf/train_mixit_ci.yaml",
-            "--local_data_opts", data_opts,
-        ],
-        cwd=work, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    args = ["--data", str(mixtures), "--musdb", str(songs), "--size", "tiny", "--nj",
+            "1", "--enh_config", "conf/train_mixit_ci.yaml"]  # fmt: skip
+    proc = run_recipe(work, *args, "--valid_list", str(tmp_path / "valid.txt"))
+    for n in (1, 5, 6, 7):
+        assert f"Stage {n}: " in proc.stdout, n
+    assert "epoch 1/1 done: train loss" in proc.stdout
 
-    # stage 1: the filters dropped the planted files
-    report = (work / "data" / "fma" / "prep_report.txt").read_text()
-    assert "mono" in report
-    assert (work / "data" / "musdb" / "valid" / "spk4.scp").exists()
-    # stages 2-3: MixIT trained a 12-output model from the FMA segments
-    exp = work / "exp" / "enh_mixit_demo"
+    # stage 1: the plain folder, split with at least two validation files
+    valid = (work / "data" / "fma" / "valid" / "mix_segments.scp").read_text()
+    assert len({line.split()[1] for line in valid.splitlines()}) >= 2
+    assert (work / "data" / "musdb" / "valid" / "stems").read_text().split() == [
+        "drums", "keys", "lead",
+    ]  # fmt: skip
+    # stages 5-6: MixIT trained a 12-output model
+    exp = work / "exp" / "enh_mixit_my_mixtures"
     trained = _load(exp / "config.yaml")
     assert trained["separator_conf"]["num_spk"] == 12
-    assert (exp / "valid.loss.ave.pth").exists()
+    assert trained.get("stems") is None  # unlabeled data: no stems to carry
     assert "efficient_mixit" in json.dumps(trained["criterions"])
-    # stage 4: a 4-output model that loads strictly into the fine-tuning config
+    # stage 7: one output per stem of the tree, in a model that loads strictly
     heads = json.loads((exp / "heads" / "heads.json").read_text())
-    assert sorted(heads["heads"]) == sorted(["vocals", "bass", "drums", "other"])
-    assert len(set(heads["heads"].values())) == 4
+    assert sorted(heads["heads"]) == ["drums", "keys", "lead"]
+    assert len(set(heads["heads"].values())) == 3
     from espnet2_ext.zoo import load_model
 
-    model, args = load_model(exp / "heads" / "config.yaml", exp / "heads" / "model.pth")
-    assert model.num_spk == 4 and args.preprocessor == "music_dynamic_mixing"
-    # stage 5: the hand-off names the MUSDB18-HQ recipe and the model
-    assert "--pretrained" in proc.stdout and "heads/model.pth" in proc.stdout
-    # re-running a stage works (every stage is re-runnable)
-    again = subprocess.run(
-        ["./run.sh", "--demo", "true", "--stage", "4", "--stop_stage", "4",
-         "--nj", "1", "--train_config", "conf/train_mixit_ci.yaml"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert again.returncode == 0, again.stderr[-3000:]
+    model, _ = load_model(exp / "heads" / "config.yaml", exp / "heads" / "model.pth")
+    assert model.num_spk == 3
+    # the hand-off names the MUSDB18-HQ recipe, the model and the stems' data
+    assert "--init_param" in proc.stdout and "heads/model.pth" in proc.stdout
+    assert f"--data {songs}" in proc.stdout
+    # a stage runs again on its own, with the same result
+    again = run_recipe(work, *args, "--stage", "7", "--stop_stage", "7")
+    assert "Stage 5" not in again.stdout
     assert json.loads((exp / "heads" / "heads.json").read_text())["heads"] == (
         heads["heads"]
     )
