@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Training-free multi-step inference (seeds/000) on a trained model of this recipe:
 # one-step, multi-step **oracle** and multi-step deployable results side by side.
-#   local/multistep.sh --tag demo --segment_size 6 --hop_size 3 --steps 5 --candidates 5
-#   local/multistep.sh --tag <tag> --stage 3 --stop_stage 4   any range of stages
+#   local/multistep.sh --enh_tag demo --segment_size 6 --hop_size 3 --steps 5 --candidates 5
+#   local/multistep.sh --enh_tag <tag> --stage 3 --stop_stage 4   any range of stages
 # Options (defaults in brackets):
 #   --stage N / --stop_stage M  run stages N..M [1..4]
-#   --tag NAME                  the experiment exp/enh_<tag> [demo]
+#   --enh_tag NAME              the experiment exp/enh_<tag> [demo] (was --tag)
 #   --inference_model FILE      checkpoint in it [valid.loss.ave.pth]
 #   --segment_size S --hop_size S  inference chunk and hop in seconds [12, 6]; use the
-#                               values of the recipe's stage 5 (demo: 6 and 3)
+#                               values of the recipe's stage 7 (demo: 6 and 3)
 #   --valid_set SET             songs the schedule is calibrated on [valid]
 #   --test_sets "SETS"          songs to separate and score [test]
 #   --steps T --candidates K    multi-step search [20, 10: the paper's defaults]
@@ -20,6 +20,7 @@
 #   --calib_args "..."          more options for espnet2_ext.bin.multistep_calibrate
 #   --inference_args "..."      more options for espnet2_ext.bin.enh_inference (all runs)
 #   --variants "..."            runs of stages 2-3 [onestep oracle schedule]
+#   --stems "a b c"             stems to score [the model's, as in data/<set>/stems]
 #   --nj N                      parallel inference/scoring jobs [1]
 # Stages:
 #   1 calibrate a schedule on data/<valid_set> chunks -> exp/enh_<tag>/multistep_schedule.yaml
@@ -36,14 +37,14 @@ log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINE
 stage=1
 stop_stage=4
 nj=1
-tag=demo
+enh_tag=demo
 expdir=exp
 inference_model=valid.loss.ave.pth
 segment_size=12
 hop_size=6
 valid_set=valid
 test_sets=test
-stems="vocals bass drums other"
+stems=""
 fs=44100
 steps=20
 candidates=10
@@ -54,6 +55,8 @@ calib_chunk_seconds=""
 calib_args=""
 inference_args=""
 variants="onestep oracle schedule"
+# shellcheck disable=SC2034  # read by utils/parse_options.sh
+declare -A option_aliases=([tag]=enh_tag)
 
 . "$recipe/utils/parse_options.sh"
 [ $# -eq 0 ] || { echo "$0: unexpected arguments: $*" >&2; exit 1; }
@@ -62,10 +65,17 @@ cd "$recipe"
 . ./cmd.sh
 decode_cmd=${decode_cmd:-utils/run_local.sh}
 
+tag=$enh_tag
 enh_exp=$expdir/enh_$tag
 schedule=$enh_exp/multistep_schedule.yaml
 calibration=$enh_exp/multistep_calibration.json
-num_spk=$(echo "$stems" | wc -w)
+# the model's stems, in output order (the data's spk<n>.scp follow data/<set>/stems)
+model_stems=$($python utils/recipe_config.py model_stems "$enh_exp/config.yaml" 2>/dev/null ||
+  true)
+[ -n "$model_stems" ] || model_stems=$(echo $(cat "data/$valid_set/stems"))
+[ -n "$stems" ] || stems=$model_stems
+data_stems() { [ ! -f "data/$1/stems" ] && echo "$model_stems" || echo $(cat "data/$1/stems"); }
+num_spk=$(echo "$model_stems" | wc -w)
 [ -n "$calib_chunk_seconds" ] || calib_chunk_seconds=$segment_size
 batch_opt=""
 [ -z "$candidate_batch" ] || batch_opt="--multistep_candidate_batch $candidate_batch"
@@ -145,7 +155,8 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
         "$this_nj" >"$out/inference_time.json"
       # shellcheck disable=SC2086
       $python -m espnet2_ext.utils.merge_separated "$out"/split/out.* --out "$out" \
-        --num_spk "$num_spk" --data "data/$dset" --stems $stems
+        --data "data/$dset" --model_stems $model_stems --ref_stems $(data_stems "$dset") \
+        --stems $stems
     done
   done
 fi
@@ -159,9 +170,10 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       out=$(run_dir "$variant" "$dset")
       log "Stage 3: scoring $out (uSDR, cSDR) -> $out/scoring"
       # shellcheck disable=SC2086
-      $python -m espnet2_ext.bin.music_score --ref_dir "$refs" --est_dir "$out/stems" \
-        --stems $stems --out_dir "$out/scoring" --nj "$nj" --tag "${tag}_$variant" \
-        --baseline_cache "$expdir/mixture_baseline_$dset.json"
+      $decode_cmd --num_threads "$nj" "$out/scoring/logs/score.log" \
+        $python -m espnet2_ext.bin.music_score --ref_dir "$refs" --est_dir "$out/stems" \
+          --stems $stems --out_dir "$out/scoring" --nj "$nj" --tag "${tag}_$variant" \
+          --baseline_cache "$expdir/mixture_baseline_$dset.json"
     done
   done
 fi
