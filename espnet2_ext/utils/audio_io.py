@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -85,19 +86,24 @@ def encode_audio(
 
 
 def _mp3_with_ffmpeg(data: np.ndarray, fs: int) -> bytes:
+    """MP3 through ffmpeg's libmp3lame. It writes to a (seekable) temporary file, not
+    a pipe: the LAME header with the encoder delay, which decoders need to give back
+    the exact length, is written last, at the start of the file."""
     channels = 1 if data.ndim == 1 else data.shape[1]
-    proc = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-f", "f32le", "-ar", str(int(fs)),
-         "-ac", str(channels), "-i", "pipe:0", "-c:a", "libmp3lame",
-         "-b:a", f"{MP3_KBPS}k", "-f", "mp3", "pipe:1"],
-        input=data.tobytes(), capture_output=True,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(
-            "ffmpeg could not encode MP3: "
-            + proc.stderr.decode(errors="replace").strip()[-500:]
-        )
-    return proc.stdout
+    with tempfile.TemporaryDirectory(prefix="espnet2_ext_mp3_") as tmp:
+        out = Path(tmp) / "out.mp3"
+        proc = subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-f", "f32le", "-ar", str(int(fs)),
+             "-ac", str(channels), "-i", "pipe:0", "-c:a", "libmp3lame",
+             "-b:a", f"{MP3_KBPS}k", str(out)],
+            input=data.tobytes(), capture_output=True,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(
+                "ffmpeg could not encode MP3: "
+                + proc.stderr.decode(errors="replace").strip()[-500:]
+            )
+        return out.read_bytes()
 
 
 def write_audio_atomic(
