@@ -6,10 +6,11 @@ The fresh environment is a new virtual environment (its own interpreter, its own
 site-packages, no access to this checkout) into which ``pip install --no-index`` puts
 the wheel; the wheel's dependencies are the project's locked ones, this test's own
 environment, made visible through a ``.pth`` file that lists a folder of links to every
-installed distribution except espnet2_ext. Installing them from the index instead
-(torch from the local wheel, ESPnet, the lock) took longer than the whole test suite
-may: measured with ``tools``-style commands on this 2-core machine under load, see
-docs/reliability.md.
+installed distribution except espnet2_ext. Installing them from the index instead,
+as tools/setup_venv.sh does (torch from its local wheel, ESPnet without dependencies,
+then the lock), took 969 s on the project's 2-core machine at load average 9.5
+(torch 268 s, ESPnet and the lock 684 s, the wheel 17 s), most of the suite's 20-minute
+budget; this test took 109 s under the same load.
 """
 
 from __future__ import annotations
