@@ -2,8 +2,9 @@
 
 ESPnet has no plugin mechanism: its choices (``--separator``, ``--criterions`` names,
 ``--preprocessor`` …) are module-level :class:`~espnet2.train.class_choices.ClassChoices`
-objects in :mod:`espnet2.tasks.enh`. A key added to their ``classes`` dict before the
-argument parser is built is accepted by the parser and by ``build_model``.
+objects in :mod:`espnet2.tasks.enh`, and its learning-rate schedulers a module-level
+dict (``scheduler_classes`` of :mod:`espnet2.tasks.abs_task`). A key added to them
+before the argument parser is built is accepted by the parser and by ``build_model``.
 
 Rules, checked for every entry:
 
@@ -19,7 +20,10 @@ is the strict primitive and raises on any repeat.
 from __future__ import annotations
 
 import importlib
-from typing import Dict, List, Tuple
+import importlib.abc
+import importlib.util
+import sys
+from typing import Dict, List, Optional, Tuple
 
 # (name of the ClassChoices object in espnet2.tasks.enh, key, "module:Class")
 ENTRIES: List[Tuple[str, str, str]] = [
@@ -59,6 +63,11 @@ ENTRIES: List[Tuple[str, str, str]] = [
         "mixture_of_mixtures",
         "espnet2_ext.train.preprocessor:MixtureOfMixtures",
     ),
+]
+
+#: (key of ``espnet2.tasks.abs_task.scheduler_classes``, "module:Class")
+SCHEDULERS: List[Tuple[str, str]] = [
+    ("warmupstaircaselr", "espnet2_ext.train.schedulers:WarmupStaircaseLR"),
 ]
 
 #: Preprocessor keys of the plugin; our task builds them as ``cls(train=…, **conf)``.
@@ -102,6 +111,38 @@ def register(choices, key: str, cls: type) -> None:
     _registered[(choices.name, key)] = cls
 
 
+def register_scheduler(name: str, cls: type) -> None:
+    """Add a learning-rate scheduler to ESPnet's ``scheduler_classes`` (``--scheduler``).
+
+    Raises:
+        ValueError: the name is not lower case or is already taken.
+        TypeError: ``cls`` is not one of ESPnet's scheduler kinds (the trainer steps
+            only :class:`~espnet2.schedulers.abs_scheduler.AbsScheduler` subclasses).
+    """
+    from espnet2.schedulers.abs_scheduler import AbsScheduler
+    from espnet2.tasks import abs_task
+
+    table = abs_task.scheduler_classes
+    if name != name.lower():
+        raise ValueError(
+            f"scheduler names must be lower case ({name!r}): ESPnet lower-cases the "
+            "value of --scheduler"
+        )
+    if name in table:
+        owner = table[name]
+        raise ValueError(
+            f"--scheduler {name!r} is already registered (to {owner.__module__}."
+            f"{owner.__qualname__}); pick another name"
+        )
+    if not (isinstance(cls, type) and issubclass(cls, AbsScheduler)):
+        raise TypeError(
+            f"{cls!r} cannot be registered as --scheduler {name!r}: ESPnet's trainer "
+            "steps only subclasses of espnet2.schedulers.abs_scheduler.AbsScheduler"
+        )
+    table[name] = cls
+    _registered[("scheduler", name)] = cls
+
+
 def register_data_type(name: str, entry: dict) -> None:
     """Add a loader to ESPnet's ``DATA_TYPES`` (the ``path,name,TYPE`` of data options).
 
@@ -126,14 +167,21 @@ def register_data_type(name: str, entry: dict) -> None:
 
 
 def register_all() -> Dict[Tuple[str, object], object]:
-    """Register every entry of :data:`ENTRIES` (and our data types) once per process."""
+    """Register every entry of :data:`ENTRIES`, :data:`SCHEDULERS` and our data types,
+    once per process."""
     import espnet2.tasks.enh as enh_task
+    from espnet2.tasks import abs_task
     from espnet2.train import dataset as espnet_dataset
 
     from espnet2_ext.train.dataset import SEGMENT_SOUND, SEGMENT_SOUND_DATA_TYPE
 
     if espnet_dataset.DATA_TYPES.get(SEGMENT_SOUND) is not SEGMENT_SOUND_DATA_TYPE:
         register_data_type(SEGMENT_SOUND, SEGMENT_SOUND_DATA_TYPE)
+
+    for name, target in SCHEDULERS:
+        cls = _load(target)
+        if abs_task.scheduler_classes.get(name) is not cls:
+            register_scheduler(name, cls)
 
     for table_name, key, target in ENTRIES:
         choices = getattr(enh_task, table_name)
@@ -145,3 +193,54 @@ def register_all() -> Dict[Tuple[str, object], object]:
             continue  # this process already did it
         register(choices, key, cls)
     return dict(_registered)
+
+
+#: The ESPnet module whose import triggers :func:`register_all` (it defines the tables).
+TRIGGER_MODULE = "espnet2.tasks.enh"
+
+
+class _RegisterAfterExec(importlib.abc.Loader):
+    """ESPnet's own loader of :data:`TRIGGER_MODULE`, then :func:`register_all`."""
+
+    def __init__(self, loader: importlib.abc.Loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        register_all()
+
+    def __getattr__(self, name: str):  # get_source, get_data, is_package …
+        return getattr(self._loader, name)
+
+
+class _RegisterOnImport(importlib.abc.MetaPathFinder):
+    """Finds :data:`TRIGGER_MODULE` with the other finders and wraps its loader."""
+
+    def find_spec(self, fullname: str, path=None, target=None):
+        if fullname != TRIGGER_MODULE:
+            return None
+        sys.meta_path.remove(self)  # one shot: the module is imported once
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _RegisterAfterExec(spec.loader)
+        return spec
+
+
+def register_on_espnet_import() -> Optional[Dict[Tuple[str, object], object]]:
+    """Register now if ESPnet's enh task is loaded, else as soon as it is imported.
+
+    Called by ``import espnet2_ext``, so a process that imports the package can use
+    ESPnet's own tools (``espnet2.bin.enh_inference.SeparateSpeech``,
+    ``python -m espnet2.bin.enh_train``'s classes) with the plugin's names, while
+    modules of the package that do not need ESPnet (data preparation) stay cheap to
+    import.
+    """
+    if TRIGGER_MODULE in sys.modules:
+        return register_all()
+    if not any(isinstance(f, _RegisterOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterOnImport())
+    return None

@@ -1,6 +1,8 @@
 """Registration of the plugin's classes into ESPnet's choice tables."""
 
 import multiprocessing as mp
+import subprocess
+import sys
 
 import pytest
 from espnet2.enh.separator.abs_separator import AbsSeparator
@@ -66,3 +68,32 @@ def test_spawned_child_process_resolves_our_separator():
     assert before is False  # the child starts without our classes ...
     assert name == "BSLocoformerSeparator"  # ... and importing the task adds them
     assert module == "espnet2_ext.tasks.enh"
+
+
+def test_importing_the_package_after_espnet_registers_everything():
+    """``import espnet2_ext`` in a process where ESPnet's enh task is already loaded
+    registers at once (the other order, import before ESPnet, is checked by the stock
+    SeparateSpeech test in tests/train/test_stock_espnet_loading.py)."""
+    code = (
+        "import espnet2.tasks.enh as t, espnet2.tasks.abs_task as a\n"
+        "assert 'bs_locoformer' not in t.separator_choices.classes\n"
+        "import espnet2_ext\n"
+        "from espnet2_ext.registry import ENTRIES, SCHEDULERS\n"
+        "for table, key, _ in ENTRIES:\n"
+        "    assert key in getattr(t, table).classes, key\n"
+        "for key, _ in SCHEDULERS:\n"
+        "    assert key in a.scheduler_classes, key\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_importing_the_package_does_not_import_espnet():
+    code = "import sys, espnet2_ext\nprint(any(m.startswith('espnet2.') for m in sys.modules))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert proc.stdout.strip() == "False", proc.stderr[-2000:]
