@@ -42,7 +42,10 @@ def test_parser_accepts_our_separator_and_every_stock_option():
     stock = {a.dest for a in EspnetEnhancementTask.get_parser()._actions}
     ours = {a.dest for a in parser._actions}
     assert stock <= ours
-    assert args.model_conf["loss_over_channels"] is True
+    # our model option stays out of model_conf, which ESPnet's own model class takes
+    assert args.multichannel_loss == "folded"
+    assert "multichannel_loss" not in args.model_conf
+    assert "loss_over_channels" not in args.model_conf
 
 
 def test_unknown_separator_is_rejected():
@@ -66,14 +69,15 @@ def _loss(model, mix, refs):
     return loss
 
 
-@pytest.mark.parametrize("loss_over_channels", [True, False])
-def test_time_domain_loss_sees_the_second_channel(loss_over_channels):
+@pytest.mark.parametrize("mode", ["per_channel", "folded", "ref_channel"])
+def test_time_domain_loss_sees_the_second_channel(mode):
     """ESPnet keeps only ref_channel for time-domain losses on stereo signals
     (force_1ch); our model keeps both channels unless told otherwise."""
     torch.manual_seed(0)
-    config = tiny_config()
-    config["model_conf"] = {"loss_over_channels": loss_over_channels}
+    config = tiny_config(criterion="thres_snr")
+    config["multichannel_loss"] = mode
     model = EnhancementTask.build_model(_args(config))
+    assert model.multichannel_loss == mode
     n = int(0.2 * FS)
     refs = [0.1 * torch.randn(1, n, 2) for _ in range(2)]
     mix = refs[0] + refs[1]
@@ -84,10 +88,69 @@ def test_time_domain_loss_sees_the_second_channel(loss_over_channels):
     for r in corrupted:
         r[..., 1] = 0.1 * torch.randn(1, n)
     changed = _loss(model, mix, corrupted)
-    if loss_over_channels:
-        assert not torch.isclose(base, changed, rtol=1e-4)
-    else:
+    if mode == "ref_channel":
         assert torch.isclose(base, changed, rtol=1e-5)
+    else:
+        assert not torch.isclose(base, changed, rtol=1e-4)
+
+
+@pytest.mark.parametrize("criterion", ["thres_snr", "thres_snr_zeroref"])
+def test_per_channel_loss_is_the_mean_of_two_mono_losses(criterion):
+    """The authors' stereo loss: each channel on its own (activity decided per
+    channel), averaged. A silent right channel in one stem makes the difference
+    between per-channel and folded activity decisions."""
+    torch.manual_seed(1)
+    config = tiny_config(criterion=criterion)
+    config["criterions"][0]["wrapper"] = "fixed_order_mix"
+    config["multichannel_loss"] = "per_channel"
+    model = EnhancementTask.build_model(_args(config))
+    n = int(0.2 * FS)
+    refs = [0.1 * torch.randn(2, n, 2) for _ in range(2)]
+    refs[1][..., 1] = 0.0  # stem 2 is inactive in the right channel only
+    mix = refs[0] + refs[1]
+    model.eval()  # the same estimates in both computations (no dropout anyway)
+    loss = _loss(model, mix, refs)
+    lengths = torch.full((2,), n, dtype=torch.long)
+    with torch.no_grad():
+        est = model.forward_enhance(mix, lengths)[0]
+    crit = model.loss_wrappers[0].criterion
+    mono = []
+    for ch in (0, 1):
+        ref_ch = [r[..., ch] for r in refs]
+        extra = {"mixture": sum(ref_ch)} if criterion == "thres_snr_zeroref" else {}
+        per_stem = [crit(r, e[..., ch], **extra).mean() for r, e in zip(ref_ch, est)]
+        mono.append(sum(per_stem) / len(refs))
+    expected = (mono[0] + mono[1]) / 2
+    torch.testing.assert_close(loss.reshape(()), expected, rtol=1e-5, atol=1e-5)
+    # the folded form is a different number on this input
+    config["multichannel_loss"] = "folded"
+    folded = EnhancementTask.build_model(_args(config))
+    folded.load_state_dict(model.state_dict())
+    assert not torch.isclose(_loss(folded, mix, refs), loss, rtol=1e-3)
+
+
+def test_per_channel_needs_criteria_that_take_channels():
+    config = tiny_config(criterion="snr")
+    config["multichannel_loss"] = "per_channel"
+    with pytest.raises(ValueError, match="takes \\[B, T\\] only"):
+        EnhancementTask.build_model(_args(config))
+
+
+def test_old_model_conf_key_still_loads_and_moves_out_of_model_conf():
+    """Configs written before the option left model_conf load, and the args that
+    ESPnet writes to config.yaml no longer hold the key ESPnet's model refuses."""
+    config = tiny_config()
+    config["model_conf"] = {"loss_over_channels": False}
+    args = _args(config)
+    model = EnhancementTask.build_model(args)
+    assert model.multichannel_loss == "ref_channel"
+    assert "loss_over_channels" not in args.model_conf
+    assert args.multichannel_loss == "ref_channel"
+    config = tiny_config()
+    config.update(model_conf={"loss_over_channels": True})
+    config["multichannel_loss"] = "per_channel"
+    with pytest.raises(ValueError, match="remove model_conf.loss_over_channels"):
+        EnhancementTask.build_model(_args(config))
 
 
 def test_stock_espnet_model_ignores_the_second_channel():

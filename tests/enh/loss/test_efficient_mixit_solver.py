@@ -1,5 +1,7 @@
 """EfficientMixITSolver: planted assignments, efficient vs exact, vs ESPnet's MixIT."""
 
+import itertools
+
 import pytest
 import torch
 from espnet2.enh.loss.criterions.time_domain import SNRLoss
@@ -141,6 +143,51 @@ def test_efficient_solves_on_ref_channel_only():
     )
     solver1 = EfficientMixITSolver(ThresholdedSNRLoss(), ref_channel=1)
     assert torch.equal(solver1(*_lists(ref, est))[2]["mixit_output_to_mixture"], other)
+
+
+@pytest.mark.parametrize("crit", [ThresholdedSNRLoss(), ThresholdedSNRZeroRefLoss()])
+def test_stereo_loss_is_per_channel_with_one_assignment(crit):
+    """[B, T, C] inputs: the assignment from channel 0 serves both channels and the
+    loss is the mean of the two channels' losses (the authors' MixIT loss)."""
+    ref, est, assignment, g = _planted(2, 4, 2, 600, 8, channels=2)
+    est = est + 0.3 * torch.randn(est.shape, generator=g, dtype=est.dtype)
+    ref[1, 1, :, 1] = 0.0  # a mixture silent in one channel (zeroref: inactive)
+    loss, _, others = EfficientMixITSolver(crit)(*_lists(ref, est))
+    assert torch.equal(others["mixit_output_to_mixture"], assignment)
+    remix = torch.einsum("bmn,bntc->bmtc", others["mixit_assignment"], est)
+    per_channel = []
+    for ch in (0, 1):
+        extra = {"mixture": ref[..., ch].sum(1)} if crit.uses_mixture else {}
+        per_channel.append(
+            torch.stack(
+                [crit(ref[:, m, :, ch], remix[:, m, :, ch], **extra) for m in (0, 1)]
+            ).mean()
+        )
+    torch.testing.assert_close(loss, (per_channel[0] + per_channel[1]) / 2)
+
+
+@pytest.mark.parametrize("crit", [ThresholdedSNRLoss(), ThresholdedSNRZeroRefLoss()])
+def test_exact_stereo_search_minimises_the_per_channel_loss(crit):
+    """Exact mode on [B, T, C]: the least mean-of-channels loss over all 2^N
+    assignments, checked by evaluating every candidate with the criterion itself."""
+    g = torch.Generator().manual_seed(9)
+    ref = torch.randn(2, 2, 300, 2, generator=g, dtype=torch.float64)
+    est = torch.randn(2, 5, 300, 2, generator=g, dtype=torch.float64)
+    loss, _, others = EfficientMixITSolver(crit, mode="exact")(*_lists(ref, est))
+    best = []
+    for b in range(2):
+        values = []
+        for a in itertools.product(range(2), repeat=5):
+            mixing = assignment_to_mixing(torch.tensor(a), 2, est.dtype)
+            remix = torch.einsum("mn,ntc->mtc", mixing, est[b])
+            extra = {"mixture": ref[b].sum(0)[None]} if crit.uses_mixture else {}
+            values.append(
+                torch.stack(
+                    [crit(ref[b, m][None], remix[m][None], **extra) for m in (0, 1)]
+                ).mean()
+            )
+        best.append(torch.stack(values).min())
+    torch.testing.assert_close(loss, torch.stack(best).mean())
 
 
 def test_gradient_reaches_outputs_not_assignment():

@@ -122,6 +122,33 @@ def test_zeroref_all_zero_reference_value():
     )
 
 
+def test_stereo_loss_is_the_mean_of_the_channels_losses():
+    """[B, T, C]: each channel on its own, averaged (the authors' stereo loss)."""
+    g = torch.Generator().manual_seed(3)
+    ref = torch.randn(2, 500, 2, generator=g, dtype=torch.float64)
+    est = ref + 0.2 * torch.randn(2, 500, 2, generator=g, dtype=torch.float64)
+    crit = ThresholdedSNRLoss()
+    mono = (crit(ref[..., 0], est[..., 0]) + crit(ref[..., 1], est[..., 1])) / 2
+    torch.testing.assert_close(crit(ref, est), mono)
+    # the folded form (one SNR over both channels) is another number
+    folded = crit(ref.transpose(1, 2).flatten(1), est.transpose(1, 2).flatten(1))
+    assert not torch.allclose(folded, mono)
+
+
+def test_activity_is_decided_per_channel():
+    """A stem silent in the right channel only: inactive there, active on the left."""
+    g = torch.Generator().manual_seed(4)
+    mixture = torch.randn(1, 800, 2, generator=g, dtype=torch.float64)
+    ref = 0.5 * mixture.clone()
+    ref[..., 1] = 1e-5 * mixture[..., 1]  # -106 dB: inactive
+    est = 0.1 * torch.randn(1, 800, 2, generator=g, dtype=torch.float64)
+    crit = ThresholdedSNRZeroRefLoss()
+    left = ThresholdedSNRLoss()(ref[..., 0], est[..., 0])  # the active branch
+    e2 = (ref[..., 1] - est[..., 1]).pow(2).sum(-1)
+    right = 0.1 * _db(e2 + TAU * mixture[..., 1].pow(2).sum(-1) + 1e-8)
+    torch.testing.assert_close(crit(ref, est, mixture=mixture), (left + right) / 2)
+
+
 def test_zeroref_without_mixture_raises():
     ref, est = _signals()
     with pytest.raises(ValueError, match="needs the mixture"):
@@ -132,8 +159,8 @@ def test_bad_shapes_raise():
     ref, est = _signals()
     with pytest.raises(ValueError, match="same shape"):
         ThresholdedSNRLoss()(ref, est[:, :-1])
-    with pytest.raises(ValueError, match=r"\[B, T\]"):
-        ThresholdedSNRLoss()(ref[..., None], est[..., None])
+    with pytest.raises(ValueError, match=r"\[B, T\] or \[B, T, C\]"):
+        ThresholdedSNRLoss()(ref[..., None, None], est[..., None, None])
     with pytest.raises(ValueError, match="eps"):
         ThresholdedSNRLoss(eps=0.0)
 

@@ -7,9 +7,12 @@ Reference:
     used for MixIT pre-training and MUSDB18-HQ fine-tuning in
     "Is MixIT really unsuitable for correlated sources?" (seeds/002).
 
-Both criteria see ``[B, T]`` tensors, as every ESPnet time-domain criterion does.
-Stereo models flatten their channels into the time axis before the loss, so the
-energies below are summed over both channels.
+Both criteria take ``[B, T]`` tensors, as every ESPnet time-domain criterion does, or
+multi-channel ``[B, T, C]`` tensors: then the loss (and, for inactive references, the
+activity decision) is computed for each channel and the channels' losses are averaged,
+as the authors' code does for stereo music (``multichannel_loss: per_channel`` of our
+task hands them the channels). Given ``[B, C·T]`` (``multichannel_loss: folded``), the
+energies are summed over both channels instead.
 
 The loss is written once, as a function of signal energies
 (:meth:`ThresholdedSNRLoss.from_energies`), and ``forward`` only measures the
@@ -32,9 +35,15 @@ def _energy_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def _energy(x: torch.Tensor) -> torch.Tensor:
-    """Sum of squares over the time axis: ``[B, T] -> [B]``, fp32 or wider."""
+    """Sum of squares over the time axis (dim 1): ``[B, T] -> [B]``,
+    ``[B, T, C] -> [B, C]``; fp32 or wider."""
     x = x.to(_energy_dtype(x))
-    return (x * x).sum(dim=-1)  # faster than pow(2) on CPU
+    return (x * x).sum(dim=1)  # faster than pow(2) on CPU
+
+
+def _channel_mean(loss: torch.Tensor) -> torch.Tensor:
+    """``[B] -> [B]``; ``[B, C] -> [B]``: the mean of the channels' losses."""
+    return loss.mean(dim=1) if loss.dim() == 2 else loss
 
 
 def _widen(x: torch.Tensor) -> torch.Tensor:
@@ -46,12 +55,12 @@ def _check_pair(ref: torch.Tensor, inf: torch.Tensor) -> None:
     if ref.shape != inf.shape:
         raise ValueError(
             f"reference {tuple(ref.shape)} and estimate {tuple(inf.shape)} must have "
-            "the same shape [B, T]"
+            "the same shape [B, T] or [B, T, C]"
         )
-    if ref.dim() != 2:
+    if ref.dim() not in (2, 3):
         raise ValueError(
-            f"thresholded SNR expects [B, T] tensors, got {ref.dim()} dimensions "
-            f"{tuple(ref.shape)}; flatten channels into the time axis first"
+            "thresholded SNR expects [B, T] or [B, T, C] tensors, got "
+            f"{ref.dim()} dimensions {tuple(ref.shape)}"
         )
 
 
@@ -71,6 +80,8 @@ class ThresholdedSNRLoss(TimeDomainLoss):
 
     #: wrappers pass ``mixture=`` only to criteria that say they use it
     uses_mixture = False
+    #: ``forward`` takes ``[B, T, C]`` and averages the channels' losses
+    accepts_channels = True
 
     def __init__(
         self,
@@ -105,10 +116,14 @@ class ThresholdedSNRLoss(TimeDomainLoss):
         ) - 10 * torch.log10(ref_energy + self.eps)
 
     def forward(self, ref: torch.Tensor, inf: torch.Tensor) -> torch.Tensor:
-        """Args: ref, inf: ``[B, T]``. Returns: loss ``[B]`` (fp32 or fp64)."""
+        """Args: ref, inf: ``[B, T]`` or ``[B, T, C]``.
+
+        Returns: loss ``[B]`` (fp32 or fp64); for ``[B, T, C]`` the mean over the
+        channels of each channel's loss.
+        """
         _check_pair(ref, inf)
         ref, inf = _widen(ref), _widen(inf)
-        return self.from_energies(_energy(ref), _energy(ref - inf))
+        return _channel_mean(self.from_energies(_energy(ref), _energy(ref - inf)))
 
 
 class ThresholdedSNRZeroRefLoss(ThresholdedSNRLoss):
@@ -203,7 +218,11 @@ class ThresholdedSNRZeroRefLoss(ThresholdedSNRLoss):
         inf: torch.Tensor,
         mixture: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Args: ref, inf, mixture: ``[B, T]``. Returns: loss ``[B]``.
+        """Args: ref, inf, mixture: ``[B, T]`` or ``[B, T, C]``.
+
+        Returns: loss ``[B]``; for ``[B, T, C]`` each channel is judged active or
+        inactive against the same channel of the mixture, and the channels' losses
+        are averaged.
 
         Raises:
             ValueError: no mixture was given (ESPnet's own wrappers never pass one;
@@ -223,6 +242,8 @@ class ThresholdedSNRZeroRefLoss(ThresholdedSNRLoss):
                 f"{tuple(ref.shape)}"
             )
         ref, inf = _widen(ref), _widen(inf)
-        return self.from_energies(
-            _energy(ref), _energy(ref - inf), _energy(mixture).detach()
+        return _channel_mean(
+            self.from_energies(
+                _energy(ref), _energy(ref - inf), _energy(mixture).detach()
+            )
         )

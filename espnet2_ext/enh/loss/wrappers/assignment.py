@@ -209,6 +209,7 @@ def exhaustive_assignment(
     stats: GramStatistics,
     energy_loss: EnergyLoss,
     max_chunk_elements: int = 1 << 22,
+    channels: int = 1,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Exact MixIT: the assignment with the least mean loss over the mixtures.
 
@@ -216,22 +217,29 @@ def exhaustive_assignment(
     of candidates whose intermediate tensors hold at most ``max_chunk_elements``.
 
     Args:
-        stats: statistics of ``B`` examples.
+        stats: statistics of ``B`` examples, or of ``B·C`` rows ``(b c)`` (each
+            example's channels one after the other) when ``channels = C > 1``.
         energy_loss: ``(|x_m|², |x_m - x̂_m|², |Σ x|²) -> loss``, broadcasting, e.g.
             ``ThresholdedSNRLoss.from_energies``.
+        channels: ``C``: the loss of a candidate is the mean of its per-channel
+            losses, and one assignment serves all channels of an example.
     Returns:
         ``(assignment [B, N] long, loss [B] fp64)``; ties go to the first candidate
         in ``itertools.product`` order.
     """
-    batch, num_mixtures, num_outputs = stats.cross.shape
+    rows, num_mixtures, num_outputs = stats.cross.shape
+    if channels < 1 or rows % channels != 0:
+        raise ValueError(f"{rows} rows of statistics are not examples x {channels}")
+    batch = rows // channels
     candidates = enumerate_assignments(num_outputs, num_mixtures, stats.cross.device)
-    chunk = max(1, max_chunk_elements // max(1, batch * num_mixtures * num_outputs))
+    chunk = max(1, max_chunk_elements // max(1, rows * num_mixtures * num_outputs))
     ref_energy = stats.ref_energy.unsqueeze(1)  # [B, 1, M]
     mixture_energy = stats.mixture_energy[:, None, None]  # [B, 1, 1]
     best_loss, best_index = None, None
     for start in range(0, candidates.shape[0], chunk):
         error = remix_error_energies(stats, candidates[start : start + chunk])
-        loss = energy_loss(ref_energy, error, mixture_energy).mean(dim=-1)  # [B, k]
+        loss = energy_loss(ref_energy, error, mixture_energy).mean(dim=-1)  # [B·C, k]
+        loss = loss.reshape(batch, channels, -1).mean(dim=1)  # [B, k]
         loss, index = loss.min(dim=-1)
         index = index + start
         if best_loss is None:

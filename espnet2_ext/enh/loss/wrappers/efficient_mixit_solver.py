@@ -53,6 +53,12 @@ class EfficientMixITSolver(AbsLossWrapper):
     Criteria with ``uses_mixture = True`` (``thres_snr_zeroref``) get the sum of the
     references, i.e. the mixture of mixtures, as ``mixture``.
 
+    Multi-channel signals ``[B, T, C]`` (``multichannel_loss: per_channel``): one
+    assignment serves every channel (the authors solve on channel 0); criteria with
+    ``accepts_channels = True`` (the thresholded SNRs) then get ``[B, T, C]`` and
+    average their per-channel losses, as the authors' code does; other criteria get the
+    channels laid end to end, ``[B, C·T]``. ``mode: exact`` minimises the same loss.
+
     Args:
         criterion: a time-domain criterion returning a loss per example ``(B,)``.
         weight: weight of this loss in ESPnet's multi-task sum.
@@ -92,6 +98,11 @@ class EfficientMixITSolver(AbsLossWrapper):
     def criterion_uses_mixture(self) -> bool:
         """Whether the criterion takes ``mixture=`` (``thres_snr_zeroref`` does)."""
         return bool(getattr(self.criterion, "uses_mixture", False))
+
+    @property
+    def criterion_accepts_channels(self) -> bool:
+        """Whether the criterion takes ``[B, T, C]`` (per-channel losses)."""
+        return bool(getattr(self.criterion, "accepts_channels", False))
 
     def _stack(self, signals: List[torch.Tensor], what: str) -> torch.Tensor:
         if not isinstance(signals, (list, tuple)) or len(signals) == 0:
@@ -134,20 +145,39 @@ class EfficientMixITSolver(AbsLossWrapper):
             if ref.dim() == 4:
                 ref, est = ref[..., self.ref_channel], est[..., self.ref_channel]
             return least_squares_assignment(gram_statistics(ref, est))
-        # exact: search on the signals the loss sees, all channels
+        # exact: the least loss as forward computes it, all channels
+        per_channel = ref.dim() == 4 and self.criterion_accepts_channels
+        if per_channel and hasattr(self.criterion, "from_energies"):
+            # one row of statistics per example and channel, losses averaged
+            assignment, _ = exhaustive_assignment(
+                gram_statistics(
+                    rearrange(ref, "b m t c -> (b c) m t"),
+                    rearrange(est, "b n t c -> (b c) n t"),
+                ),
+                self.criterion.from_energies,
+                channels=ref.shape[-1],
+            )
+            return assignment
+        shape = ref.shape[2:]  # (T,) or (T, C)
         ref = rearrange(ref, "b m t ... -> b m (t ...)")
         est = rearrange(est, "b n t ... -> b n (t ...)")
-        if hasattr(self.criterion, "from_energies"):
-            assignment, _ = exhaustive_assignment(
+        if not per_channel and hasattr(self.criterion, "from_energies"):
+            return exhaustive_assignment(
                 gram_statistics(ref, est), self.criterion.from_energies
-            )
-        else:
-            assignment, _ = exhaustive_assignment_by_signals(
-                ref,
-                est,
-                self._criterion,
-                mixture=ref.sum(dim=1) if self.criterion_uses_mixture else None,
-            )
+            )[0]
+
+        def signal_loss(r, e, mix):
+            if per_channel:  # [X, T·C] -> [X, T, C], as forward hands the criterion
+                r, e = r.reshape(-1, *shape), e.reshape(-1, *shape)
+                mix = None if mix is None else mix.reshape(-1, *shape)
+            return self._criterion(r, e, mix)
+
+        assignment, _ = exhaustive_assignment_by_signals(
+            ref,
+            est,
+            signal_loss,
+            mixture=ref.sum(dim=1) if self.criterion_uses_mixture else None,
+        )
         return assignment
 
     def forward(
@@ -197,13 +227,14 @@ class EfficientMixITSolver(AbsLossWrapper):
         mixing = assignment_to_mixing(assignment, num_mixtures, est_t.dtype)
         remix = torch.einsum("bmn,bn...->bm...", mixing, est_t)
 
-        # the criterion sees [B, T]: channels are flattened into time
-        ref_flat = rearrange(ref_t, "b m t ... -> b m (t ...)")
-        remix_flat = rearrange(remix, "b m t ... -> b m (t ...)")
-        mixture = ref_flat.sum(dim=1) if self.criterion_uses_mixture else None
+        if not self.criterion_accepts_channels:
+            # the criterion sees [B, T]: channels are laid end to end
+            ref_t = rearrange(ref_t, "b m t ... -> b m (t ...)")
+            remix = rearrange(remix, "b m t ... -> b m (t ...)")
+        mixture = ref_t.sum(dim=1) if self.criterion_uses_mixture else None
         loss = torch.stack(
             [
-                self._criterion(ref_flat[:, m], remix_flat[:, m], mixture)
+                self._criterion(ref_t[:, m], remix[:, m], mixture)
                 for m in range(num_mixtures)
             ],
             dim=1,
