@@ -165,6 +165,33 @@ def their_forward(sd, spec, net=NET, bands=DEFAULT_BANDS):
     return (batch0.movedim(-1, -3).unsqueeze(1) * mask).transpose(-1, -2)
 
 
+@torch.no_grad()
+def their_wrapper_forward(sd, wav, net=NET, n_fft=2048, hop=512):
+    """Their ``ModelWrapper.forward`` with ``scaling: true``: [B, M, L] → [B, N, M, L].
+
+    Written from their code: a centred STFT (torchaudio's Spectrogram: periodic Hann,
+    reflect padding); the mixture divided by the per-channel RMS of the STFT magnitude
+    over all bins and frames (per-bin power floored at 1e-15); the network on the first
+    ``L // hop`` frames only; the iSTFT to length ``L``; the scale multiplied back.
+    """
+    window = torch.hann_window(n_fft, dtype=wav.dtype)
+    batch, channels, length = wav.shape
+
+    def stft(x):  # [B, M, L] -> [B, F, M, T] (their "b m f t -> b f m t")
+        spec = torch.stft(
+            x.reshape(-1, length), n_fft, hop, window=window, return_complex=True
+        )
+        return spec.reshape(batch, channels, *spec.shape[-2:]).transpose(1, 2)
+
+    scale = stft(wav).abs().square().clip(1e-15).mean(dim=(1, -1), keepdim=True).sqrt()
+    x = stft(wav / scale.squeeze(1))[..., : length // hop]
+    masked = their_forward(sd, x, net)  # [B, N, M, F, T']
+    est = torch.istft(
+        masked.reshape(-1, *masked.shape[-2:]), n_fft, hop, window=window, length=length
+    ).reshape(batch, net["num_spk"], channels, length)
+    return est * scale  # [B, 1, M, 1] broadcast over the outputs
+
+
 # --------------------------------------------------------------------------- fixtures
 def _their_checkpoint(net=NET, seed=0, extras=True):
     """A state dict of their task with random values, their names and shapes."""
@@ -255,6 +282,41 @@ def test_converted_weights_compute_their_network(tmp_path):
         masks = model.separator.model(ours_spec)  # [B, N, M, T, F]
     got = (masks * ours_spec.unsqueeze(1)).transpose(-1, -2)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_converted_model_reproduces_their_whole_forward_on_2s_of_stereo():
+    """Waveform in, waveforms out, through ESPnet's STFT encoder and decoder: the
+    converted model equals their wrapper's forward (frame dropped, scale, iSTFT to
+    the input length) within 1e-5; without drop_last_frame it does not."""
+    sd = _their_checkpoint(seed=4)
+    result = mixit_mss.convert(
+        sd,
+        their_config=mixit_mss.parse_their_config(_their_config()),
+        stem_order="theirs",
+    )
+    assert result.config["separator_conf"]["drop_last_frame"] is True
+    model = _our_model(result.config)
+    model.load_state_dict(result.state_dict, strict=True)
+    g = torch.Generator().manual_seed(6)
+    length = 2 * MUSIC_SAMPLE_RATE + 123  # 2 s of stereo, not a whole number of hops
+    wav = 0.1 * torch.randn(1, 2, length, generator=g)
+    expected = their_wrapper_forward(sd, wav)  # [B, N, M, L]
+    lengths = torch.tensor([length])
+    with torch.no_grad():
+        est = model.forward_enhance(wav.transpose(1, 2), lengths)[0]
+    got = torch.stack([e.transpose(1, 2) for e in est], dim=1)  # [B, N, M, L]
+    assert got.shape == expected.shape
+    peak = float(expected.abs().max())
+    assert 0.01 < peak < 100  # a meaningful comparison scale
+    diff = float((got - expected).abs().max())
+    print(f"max abs difference {diff:.2e} (peak {peak:.3f})")
+    assert diff <= 1e-5
+    # all frames into the network: every sample moves, not only the last n_fft
+    model.separator.drop_last_frame = False
+    with torch.no_grad():
+        est = model.forward_enhance(wav.transpose(1, 2), lengths)[0]
+    moved = (torch.stack([e.transpose(1, 2) for e in est], 1) - expected).abs()
+    assert float(moved[..., : length // 2].max()) > 1e-4  # 10 x the tolerance
 
 
 def test_four_stem_models_are_reordered_to_the_musdb_order():

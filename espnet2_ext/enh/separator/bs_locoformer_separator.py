@@ -78,6 +78,16 @@ class BSLocoformerSeparator(AbsSeparator):
             :class:`~espnet2_ext.enh.layers.tf_locoformer.LocoformerBlockConfig`
             (which documents them; defaults: the medium paper model).
         input_scaling: divide the network's input by the per-channel STFT RMS.
+        drop_last_frame: run the network on all frames but the last and return one
+            frame fewer, as the MixIT-MSS authors' wrapper does (it keeps the first
+            ``L // hop`` frames of a centred STFT of ``L`` samples; the RMS scale is
+            still measured on every frame). ESPnet's STFT decoder then inverts the
+            shorter spectrum to the input length, like their iSTFT. The band
+            encoder's GroupNorm and the time attention see every frame they get, so
+            this changes every output sample: published weights converted by
+            :mod:`espnet2_ext.convert.mixit_mss` need it to compute the authors'
+            outputs. Exact for batches of equal length (training crops, inference);
+            in padded batches each example loses the last frame of the batch.
     """
 
     def __init__(
@@ -100,6 +110,7 @@ class BSLocoformerSeparator(AbsSeparator):
         eps: float = _BLOCK.eps,
         rope: bool = _BLOCK.rope,
         input_scaling: bool = True,
+        drop_last_frame: bool = False,
     ):
         super().__init__()
         if bands is None:
@@ -139,6 +150,7 @@ class BSLocoformerSeparator(AbsSeparator):
         self._num_spk = num_spk
         self.num_channels = num_channels
         self.input_scaling = input_scaling
+        self.drop_last_frame = drop_last_frame
         self.bands = bands
         self.model = BSLocoformer(
             bands=bands,
@@ -186,6 +198,11 @@ class BSLocoformerSeparator(AbsSeparator):
             )
         if input.shape[1] == 0:
             raise ValueError("the spectrum has no frames: the input clip is empty")
+        if self.drop_last_frame and input.shape[1] < 2:
+            raise ValueError(
+                "drop_last_frame needs at least 2 STFT frames (one hop of audio), got "
+                f"{input.shape[1]}"
+            )
 
     def _rms_scale(
         self, spec: torch.Tensor, ilens: Optional[torch.Tensor]
@@ -228,9 +245,11 @@ class BSLocoformerSeparator(AbsSeparator):
             additional: unused.
 
         Returns:
-            masked: ``num_spk`` complex spectra, each the shape and dtype of ``input``.
-            ilens: [B], unchanged.
-            others: ``mask_spk1`` … ``mask_spkN``: complex masks shaped like ``input``.
+            masked: ``num_spk`` complex spectra, each the shape and dtype of ``input``
+                (one frame fewer with ``drop_last_frame``).
+            ilens: [B], unchanged (minus one with ``drop_last_frame``).
+            others: ``mask_spk1`` … ``mask_spkN``: complex masks shaped like the
+                estimates.
         """
         self._check_input(input)
         # one layout throughout, ESPnet's [B, T, M, F]: the network reads it through a
@@ -246,6 +265,10 @@ class BSLocoformerSeparator(AbsSeparator):
             features = spec / self._rms_scale(spec, ilens)
         else:
             features = spec
+        if self.drop_last_frame:  # after the scale, which sees every frame
+            spec, features = spec[:, :, :-1], features[:, :, :-1]
+            if ilens is not None:
+                ilens = (ilens - 1).clamp(min=1)
         masks = rearrange(self.model(features), "b n m t f -> n b t m f")
         masks = masks.to(spec.dtype)
         estimates = masks * rearrange(spec, "b m t f -> 1 b t m f")

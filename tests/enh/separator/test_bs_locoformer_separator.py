@@ -128,6 +128,37 @@ def test_stereo_waveforms_through_espnet_stft_encoder_and_decoder():
     assert all(torch.isfinite(o).all() for o in outs)
 
 
+def test_drop_last_frame_runs_the_network_on_all_frames_but_the_last():
+    """The MixIT-MSS authors' framing: the scale from every frame, the network on the
+    first L // hop frames, ESPnet's decoder back to the input length."""
+    enc, dec = stft_pair()
+    torch.manual_seed(0)
+    sep = BSLocoformerSeparator(num_spk=2, num_channels=2, drop_last_frame=True, **TINY)
+    sep.eval()
+    n = int(0.25 * SR) + 7
+    wav = torch.randn(1, n, 2)
+    lens = torch.tensor([n])
+    spec, flens = enc(wav, lens)
+    seen = {}
+    sep.model.register_forward_pre_hook(lambda mod, args: seen.update(x=args[0]))
+    masked, out_lens, others = sep(spec, flens)
+    assert seen["x"].shape[2] == n // 512 == spec.shape[1] - 1  # [B, M, T', F]
+    assert masked[0].shape == (1, n // 512, 2, 1025)
+    assert others["mask_spk1"].shape == masked[0].shape
+    assert out_lens.tolist() == [flens.item() - 1]
+    # the scale is measured on all frames, the last one included
+    full = rearrange(spec, "b t m f -> b m t f")
+    torch.testing.assert_close(
+        seen["x"], (full / sep._rms_scale(full, flens))[:, :, :-1]
+    )
+    # ... which is a different scale from that of the kept frames alone
+    kept = sep._rms_scale(full[:, :, :-1], flens - 1)
+    assert not torch.allclose(sep._rms_scale(full, flens), kept)
+    assert all(dec(s, lens)[0].shape == wav.shape for s in masked)
+    sep.drop_last_frame = False
+    assert sep(spec, flens)[0][0].shape == spec.shape
+
+
 def test_mono_waveforms_through_espnet_stft_encoder_and_decoder():
     enc, dec = stft_pair()
     sep = BSLocoformerSeparator(num_spk=3, num_channels=1, **TINY).eval()
