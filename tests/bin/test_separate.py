@@ -339,3 +339,30 @@ def test_help_documents_every_option_once(capsys):
     for line in text.splitlines():  # argparse's default suffix is not added
         assert line.count("default") <= 1, line
     assert "examples:" in text and "--two-stems vocals" in text
+
+
+def test_every_folder_member_is_accounted_for(tmp_path):
+    """Audio files become tracks; anything else, and earlier outputs inside the
+    folder, are listed as skipped with the reason; an empty folder fails."""
+    album = tmp_path / "album"
+    (album / "separated" / "enh_tiny" / "a").mkdir(parents=True)
+    sf.write(album / "a.flac", _stereo(0.05), FS)
+    (album / "b.M4A").write_bytes(b"decoded later")  # extensions in any case
+    (album / "notes.txt").write_text("liner notes")
+    (album / "separated" / "enh_tiny" / "a" / "vocals.wav").write_bytes(b"old output")
+    (tmp_path / "empty").mkdir()
+    found, others = tracks.collect_tracks(
+        [str(album), str(tmp_path / "empty")], album / "separated"
+    )
+    assert [t.name for t in found] == ["a", "b"]
+    reasons = {o.track.name: (o.status, o.message) for o in others}
+    assert reasons["notes.txt"][0] == "skipped"
+    assert "not an audio file name (.txt)" in reasons["notes.txt"][1]
+    assert reasons["separated/enh_tiny/a/vocals.wav"] == (
+        "skipped",
+        "inside the output folder",
+    )
+    assert reasons[str(tmp_path / "empty")] == (
+        "failed",
+        "no audio files in the folder (it is empty)",
+    )
