@@ -117,6 +117,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             )
         except ValueError as e:
             return fail(str(e))
+    if args.private and args.install_source == publish.WHEEL:
+        print(
+            "hf_upload: the repository is private: the card's install line (the "
+            "wheel's URL) works only with a hub token",
+            file=sys.stderr,
+        )
     if not args.dataset:
         print(
             "hf_upload: no --dataset given: the card has no datasets: entry and no "

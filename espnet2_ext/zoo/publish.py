@@ -19,6 +19,7 @@ pack being published, and a path naming a file is an error.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -125,8 +126,9 @@ def check_wheel_for_pack(wheel: PathLike, pack_version: str) -> None:
 
 
 def wheel_url(repo_id: str, wheel: PathLike, endpoint: Optional[str] = None) -> str:
-    """Where the hub serves a file of the repository's main branch."""
-    base = (endpoint or HUB_URL).rstrip("/")
+    """Where the hub (``endpoint``, else ``$HF_ENDPOINT``, else huggingface.co) serves
+    a file of the repository's main branch."""
+    base = (endpoint or os.environ.get("HF_ENDPOINT") or HUB_URL).rstrip("/")
     return f"{base}/{repo_id}/resolve/main/{Path(wheel).name}"
 
 
