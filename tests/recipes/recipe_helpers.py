@@ -1,9 +1,6 @@
-"""Helpers of the recipe tests: copies of the recipes, small song trees, runs.
-
-The song trees are written here with numpy (no FluidSynth): a few seconds of stereo
-44.1 kHz WAV per stem, each stem a different kind of signal (tones, noise bursts, a
-low sine) so that a separator has something to learn in a few steps.
-"""
+"""Helpers of the recipe tests: copies of the recipes, tiny configs, stand-ins for
+Slurm's commands, runs. (Song trees and unlabeled folders come from
+espnet2_ext.datagen.own_data.)"""
 
 from __future__ import annotations
 
@@ -13,10 +10,8 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Optional
 
-import numpy as np
-import soundfile as sf
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,65 +58,6 @@ def tiny_config(src: Path, dst: Path, **changes) -> Path:
             config[key] = value
     dst.write_text(yaml.safe_dump(config))
     return dst
-
-
-def _stem(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
-    t = np.arange(n) / FS
-    if kind == "tones":
-        f = rng.uniform(300, 900)
-        x = np.sin(2 * np.pi * f * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t))
-    elif kind == "noise":
-        env = (np.sin(2 * np.pi * rng.uniform(3, 5) * t) > 0.3).astype(float)
-        x = rng.standard_normal(n) * env * 0.5
-    else:  # low notes
-        env = (np.sin(2 * np.pi * rng.uniform(0.7, 1.3) * t) > -0.2).astype(float)
-        x = np.sign(np.sin(2 * np.pi * rng.uniform(50, 90) * t)) * 0.6 * env
-    right = np.roll(x, int(rng.integers(1, 40)))
-    return (0.2 * np.stack([x, right], axis=1)).astype(np.float32)
-
-
-def write_song_tree(
-    root: Path,
-    songs: Dict[str, Sequence[str]],
-    stems: Sequence[str] = ("lead", "drums", "keys"),
-    seconds: float = 6.0,
-    silent: Iterable[tuple] = (),
-    seed: int = 0,
-) -> Path:
-    """A MUSDB18-HQ-layout tree: ``root/<split>/<song>/{mixture,<stems>}.wav``.
-
-    Args:
-        songs: split -> song names.
-        silent: (song, stem) pairs written as zeros (e.g. a song without vocals).
-    """
-    rng = np.random.default_rng(seed)
-    kinds = ("tones", "noise", "low")
-    silent = set(silent)
-    n = int(seconds * FS)
-    for split, names in songs.items():
-        for song in names:
-            folder = root / split / song
-            folder.mkdir(parents=True)
-            total = np.zeros((n, 2), np.float32)
-            for i, stem in enumerate(stems):
-                audio = _stem(kinds[i % len(kinds)], rng, n)
-                if (song, stem) in silent:
-                    audio = np.zeros_like(audio)
-                sf.write(folder / f"{stem}.wav", audio, FS, subtype="FLOAT")
-                total += audio
-            sf.write(folder / "mixture.wav", total, FS, subtype="FLOAT")
-    return root
-
-
-def write_unlabeled(folder: Path, count: int = 10, seconds: float = 4.0) -> Path:
-    """``count`` plain mixtures (FLAC) in one folder, as a user's collection."""
-    rng = np.random.default_rng(7)
-    folder.mkdir(parents=True)
-    n = int(seconds * FS)
-    for i in range(count):
-        mix = sum(_stem(k, rng, n) for k in ("tones", "noise", "low"))
-        sf.write(folder / f"mix_{i:02d}.flac", mix, FS)
-    return folder
 
 
 def fake_slurm(bin_dir: Path, record: Path) -> Path:

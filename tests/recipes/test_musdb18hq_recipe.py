@@ -1,9 +1,10 @@
 """The MUSDB18-HQ recipe end to end on a small song tree of a researcher's own kind.
 
-Three stems with names of their own (lead, drums, keys), a training song without keys,
-a test song without lead, a validation list: stages 1-11 once (module fixture), then the
-options that reuse that run (resume, statistics reuse, skip options, download_model,
-the stem checks, the Slurm runner with stand-in sbatch/srun and a two-node training).
+espnet2_ext.datagen.own_data's tree: three stems with names of their own (melody,
+chords, rhythm), a training song and a test song without melody, a validation list
+outside the tree. Stages 1-11 once (module fixture), then the options that reuse that
+run (resume, statistics reuse, skip options, download_model, the stem checks, the Slurm
+runner with stand-in sbatch/srun and a two-node training).
 """
 
 import json
@@ -25,14 +26,18 @@ from recipe_helpers import (
     recipe_env,
     run_recipe,
     tiny_config,
-    write_song_tree,
 )
 
+from espnet2_ext.datagen.own_data import generate_own_data
 from espnet2_ext.version import __version__
 
 pytestmark = pytest.mark.slow
 
-STEMS = ["drums", "keys", "lead"]  # the data's order: MUSDB's names first, then a-z
+STEMS = [
+    "chords",
+    "melody",
+    "rhythm",
+]  # the data's order: MUSDB's names first, then a-z
 #: the options every run of the tiny experiment shares
 TINY = [
     "--size", "tiny", "--enh_config", "conf/train_enh_ci.yaml", "--nj", "1",
@@ -45,13 +50,10 @@ TINY = [
 def recipe(tmp_path_factory):
     """Stages 1-11 on the tree; returns the recipe folder (its output in run.log)."""
     work = tmp_path_factory.mktemp("musdb")
-    songs = write_song_tree(
-        work / "songs",
-        {"train": ["s1", "s2", "s3", "s4"], "test": ["t1"]},
-        stems=("lead", "drums", "keys"),
-        silent=[("s2", "keys"), ("t1", "lead")],
+    own = generate_own_data(
+        work / "own", num_train=4, num_test=2, num_unlabeled=0, duration=6.0
     )
-    (work / "valid.txt").write_text("s3\n")
+    songs, valid_list = work / "own" / "songs", work / "own" / own["valid_list"]
     recipe = copy_recipe(MUSDB_RECIPE, work / "enh1")
     tiny_config(
         MUSDB_RECIPE / "conf" / "train_enh_demo.yaml",
@@ -60,7 +62,7 @@ def recipe(tmp_path_factory):
     )
     proc = run_recipe(
         recipe,
-        "--data", str(songs), "--valid_list", str(work / "valid.txt"),
+        "--data", str(songs), "--valid_list", str(valid_list),
         *TINY, "--enh_tag", "ci", "--stop_stage", "11",
     )  # fmt: skip
     (recipe / "run.log").write_text(proc.stdout + proc.stderr)
@@ -72,11 +74,14 @@ def _exp(recipe) -> Path:
 
 
 def test_data_has_the_trees_stems_and_the_validation_list(recipe):
-    for split, songs in (("train", 3), ("valid", 1), ("test", 1)):
+    for split, songs in (("train", 2), ("valid", 2), ("test", 2)):
         data = recipe / "data" / split
         assert (data / "stems").read_text().split() == STEMS, split
         assert len((data / "wav.scp").read_text().splitlines()) == songs
-    assert "s3" in (recipe / "data" / "valid" / "wav.scp").read_text()
+    manifest = json.loads((recipe.parent / "own/generation_manifest.json").read_text())
+    valid_songs = (recipe / "data" / "valid" / "uid2song").read_text()
+    for song in manifest["valid_songs"]:
+        assert song in valid_songs
     for stem in STEMS:
         assert (recipe / "dump" / "segments" / "train" / f"active_{stem}.tsv").exists()
 
@@ -113,13 +118,19 @@ def test_statistics_folder_is_keyed_by_data_and_config(recipe):
 
 def test_whole_songs_separated_with_the_models_stem_names(recipe):
     out = _exp(recipe) / "separate_test"
-    mixture = (recipe / "data" / "test" / "wav.scp").read_text().split()[1]
-    info = sf.info(mixture)
-    for stem in STEMS:
-        est = sf.info(out / "stems" / "t1" / f"{stem}.wav")
-        assert (est.frames, est.channels, est.samplerate) == (info.frames, 2, 44100)
-        ref = (out / "refs" / "t1" / f"{stem}.wav").resolve()
-        assert ref.parent.name == "t1" and ref.stem == stem
+    manifest = json.loads((recipe.parent / "own/generation_manifest.json").read_text())
+    songs = sorted(p.name for p in (out / "stems").iterdir())
+    assert songs == sorted(song["name"] for song in manifest["songs"]["test"])
+    assert any(song["silent_stems"] for song in manifest["songs"]["test"])
+    for song in songs:
+        info = sf.info(out / "refs" / song / "mixture.wav")
+        for stem in STEMS:
+            est = sf.info(out / "stems" / song / f"{stem}.wav")
+            assert (est.frames, est.channels, est.samplerate) == (
+                info.frames, 2, 44100,
+            )  # fmt: skip
+            ref = (out / "refs" / song / f"{stem}.wav").resolve()
+            assert ref.parent.name == song and ref.stem == stem
 
 
 def test_scoring_names_the_stems_and_the_mixture_baseline(recipe):
@@ -207,7 +218,7 @@ def test_download_model_evaluates_a_pack_without_training(recipe):
 def test_a_model_and_data_with_other_stems_stop_with_both_lists(recipe):
     other = recipe / "data" / "test_vocals"
     shutil.copytree(recipe / "data" / "test", other)
-    (other / "stems").write_text("drums\nkeys\nvocals\n")
+    (other / "stems").write_text("chords\nmelody\nvocals\n")
     out = _exp(recipe) / "separate_test_vocals"
     proc = run_recipe(
         recipe, *TINY, "--enh_tag", "ci", "--test_sets", "test_vocals",
@@ -215,15 +226,16 @@ def test_a_model_and_data_with_other_stems_stop_with_both_lists(recipe):
     )  # fmt: skip
     assert proc.returncode != 0
     assert "stems mismatch" in proc.stderr
-    assert "(drums keys lead)" in proc.stderr and "(drums keys vocals)" in proc.stderr
+    assert "(chords melody rhythm)" in proc.stderr
+    assert "(chords melody vocals)" in proc.stderr
     assert not out.exists()
     # --stems names a stem the data does not have: stopped before anything runs
     proc = run_recipe(
-        recipe, *TINY, "--enh_tag", "ci", "--stems", "drums vocals",
+        recipe, *TINY, "--enh_tag", "ci", "--stems", "melody vocals",
         "--stage", "7", "--stop_stage", "8", check=False,
     )  # fmt: skip
-    assert proc.returncode != 0 and "(drums vocals)" in proc.stderr
-    assert "(drums keys lead)" in proc.stderr
+    assert proc.returncode != 0 and "(melody vocals)" in proc.stderr
+    assert "(chords melody rhythm)" in proc.stderr
 
 
 def test_more_gpus_than_present_stop_before_anything(recipe):
