@@ -252,24 +252,47 @@ def test_more_gpus_than_present_stop_before_anything(recipe):
     assert not (recipe / "exp" / "enh_two_gpus").exists()
 
 
+def test_a_paper_size_config_on_the_cpu_is_warned_about(recipe):
+    proc = run_recipe(
+        recipe, *TINY, "--size", "small", "--enh_config",
+        "conf/tuning/train_enh_bs_locoformer_small.yaml", "--enh_tag", "small_cpu",
+        "--ngpu", "0", "--stage", "6", "--stop_stage", "6", check=False,
+    )  # fmt: skip
+    assert (
+        "WARNING: conf/tuning/train_enh_bs_locoformer_small.yaml is a paper-size"
+        in (proc.stdout)
+    )
+    assert "4 blocks, D = 96" in proc.stdout and "--ngpu 0 trains it" in proc.stdout
+    # its statistics (another preprocessor config) were never collected: it stops there
+    assert proc.returncode != 0 and "run stage 5 first" in proc.stderr
+    assert not (recipe / "exp" / "enh_small_cpu").exists()
+
+
 def test_slurm_runner_and_two_node_training_through_srun(recipe, tmp_path):
     calls = tmp_path / "calls.txt"
     env = recipe_env(CMD_BACKEND="slurm")
     env["PATH"] = f"{fake_slurm(tmp_path / 'bin', calls)}:{env['PATH']}"
+    own = recipe.parent / "own"
+    valid_list = (
+        own / json.loads((own / "generation_manifest.json").read_text())["valid_list"]
+    )
     proc = run_recipe(
-        recipe, *TINY, "--enh_tag", "nodes2", "--num_nodes", "2",
-        "--enh_args", "--max_epoch 1", "--stage", "4", "--stop_stage", "6", env=env,
+        recipe, "--data", str(own / "songs"), "--valid_list", str(valid_list), *TINY,
+        "--enh_tag", "nodes2", "--num_nodes", "2", "--enh_args", "--max_epoch 1",
+        "--stage", "1", "--stop_stage", "6", env=env,
     )  # fmt: skip
     lines = calls.read_text().splitlines()
     sbatch = [line for line in lines if line.startswith("sbatch ")]
     (srun,) = [line for line in lines if line.startswith("srun ")]
-    # stage 4 as a CPU job, stage 6 on two nodes: conf/slurm.conf's translation
+    # stages 1, 3, 4 as CPU jobs, stage 6 on two nodes: conf/slurm.conf's translation
+    assert len(sbatch) == 4 and sbatch[0].endswith("/dump/logs/q/data.sh")
+    assert "wrote data/" in (recipe / "dump" / "logs" / "data.log").read_text()
     assert "-p cpu" in sbatch[0] and "--mem 16G" in sbatch[0]
     assert "--time 4:00:00" in sbatch[0] and "--wait" in sbatch[0]
     assert "--nodes 2" in sbatch[-1] and "--time 48:00:00" in sbatch[-1]
     assert "--dist_launcher slurm" in srun and "--dist_backend gloo" in srun
     assert "--resume true" in srun
-    # both ranks trained one model (the statistics of the first run were reused)
+    # both ranks trained one model (the same data again: the statistics were reused)
     log = (recipe / "exp" / "enh_nodes2" / "train.log").read_text()
     assert "/2] " in log and log.count("espnet2_ext/bin/enh_train.py") == 2
     assert (recipe / "exp" / "enh_nodes2" / "valid.loss.ave.pth").exists()

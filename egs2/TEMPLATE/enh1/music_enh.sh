@@ -266,8 +266,14 @@ check_gpus() {  # N WHAT: a local run needs N GPUs here
 # ============================================================= data (stages 1-4)
 if wanted 1; then
   begin 1 "data preparation: local/data.sh $local_data_opts${stems:+ --stems \"$stems\"}"
-  # shellcheck disable=SC2086
-  local/data.sh $local_data_opts ${stems:+--stems "$stems"}
+  # shellcheck disable=SC2206
+  data_cmd=(local/data.sh $local_data_opts ${stems:+--stems "$stems"})
+  case "$train_cmd" in
+    *run_local.sh*) "${data_cmd[@]}" ;;  # this machine: its progress on the console
+    *)
+      log "as a job of train_cmd: $dumpdir/logs/data.log"
+      $train_cmd --num_threads "$nj" "$dumpdir/logs/data.log" "${data_cmd[@]}" ;;
+  esac
   finish
 fi
 if [ "$(data_stems "$train_set")" != "" ]; then
@@ -390,9 +396,6 @@ follow_training() {  # LOG PID: ESPnet's per-epoch lines of LOG, short, until PI
 }
 
 if wanted 6; then
-  stats_folder
-  [ -f "$stats_dir/.done" ] || die "no statistics for this data and config in" \
-    "$stats_dir: run stage 5 first"
   if [ "$ngpu" -eq 0 ]; then
     big=$(config_tool paper_size "$enh_config" --args "$enh_args")
     if [ -n "$big" ]; then
@@ -401,6 +404,9 @@ if wanted 6; then
         "--size tiny (the demo config) to try the recipe"
     fi
   fi
+  stats_folder
+  [ -f "$stats_dir/.done" ] || die "no statistics for this data and config in" \
+    "$stats_dir: run stage 5 first"
   begin 6 "training with $enh_config -> $enh_exp (ngpu=$ngpu, num_nodes=$num_nodes;" \
     "the full log: $enh_exp/train.log)"
   mkdir -p "$enh_exp"

@@ -155,8 +155,15 @@ enh_opts=(
 
 if wanted 1; then
   log "Stage 1: data preparation: local/data.sh ${data_args[*]} $local_data_opts"
-  # shellcheck disable=SC2086
-  local/data.sh "${data_args[@]}" $local_data_opts
+  # shellcheck disable=SC2206
+  data_cmd=(local/data.sh "${data_args[@]}" $local_data_opts)
+  case "$train_cmd" in
+    *run_local.sh*) "${data_cmd[@]}" ;;  # this machine: its progress on the console
+    *)
+      # decoding and segmenting the unlabeled files: a job, not the login node
+      log "as a job of train_cmd: dump/logs/data.log"
+      $train_cmd --num_threads "$nj" dump/logs/data.log "${data_cmd[@]}" ;;
+  esac
 fi
 
 if wanted 5; then
