@@ -446,9 +446,13 @@ if wanted 6; then
   fi
   "${launch[@]}" &
   train_pid=$!
+  # a background job ignores Ctrl-C: pass it on (the runner stops its jobs; training
+  # resumes from its last epoch when the stage runs again)
+  trap 'kill -TERM "$train_pid" 2>/dev/null; wait "$train_pid"; exit 130' INT TERM
   follow_training "$enh_exp/train.log" "$train_pid" &
   follower=$!
   rc=0; wait "$train_pid" || rc=$?
+  trap - INT TERM
   wait "$follower" 2>/dev/null || true
   if [ "$rc" -ne 0 ]; then
     if [ -f "$enh_exp/train.log" ]; then

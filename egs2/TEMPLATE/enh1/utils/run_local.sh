@@ -49,6 +49,16 @@ per_job=$(( $(nproc) / parallel )); [ "$per_job" -ge 1 ] || per_job=1
 threads=${num_threads:-${OMP_NUM_THREADS:-$per_job}}
 [ "$threads" -le "$per_job" ] || threads=$per_job
 pids=(); logs=(); failed=0
+# each job in a process group of its own, so that an interrupted runner (Ctrl-C, or
+# TERM from the recipe driver) ends its jobs with it
+set -m
+stop() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
+  echo "$0: interrupted; stopped ${#pids[@]} job(s)" >&2
+  exit 143
+}
+trap stop INT TERM
 for ((job = first; job <= last; job++)); do
   while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do sleep 0.2; done
   this_log=${log//JOB/$job}
