@@ -4,7 +4,9 @@ slurm.sh runs against stand-in sbatch/scancel (recipe_helpers.fake_slurm) that r
 their arguments and run the job script here, as sbatch --wait would.
 """
 
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,24 @@ def test_parse_options_accepts_old_names_with_one_deprecation_line(tmp_path):
     assert proc.stderr.count("--tag is deprecated, use --enh_tag") == 1
     typo = _run(["bash", script, "--enh_cofig", "x"], tmp_path, check=False)
     assert typo.returncode != 0 and "unknown option --enh_cofig" in typo.stderr
+
+
+def test_an_interrupted_run_local_stops_its_jobs(tmp_path):
+    runner = subprocess.Popen(
+        [UTILS / "run_local.sh", "JOB=1:2", "l.JOB.log", "sh", "-c",
+         "echo $$ > pid.JOB; exec sleep 60"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for _ in range(100):  # both jobs started
+        if all((tmp_path / f"pid.{j}").exists() for j in (1, 2)):
+            break
+        time.sleep(0.1)
+    pids = [int((tmp_path / f"pid.{j}").read_text()) for j in (1, 2)]
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=10) != 0
+    assert "interrupted; stopped 2 job(s)" in runner.stderr.read()
+    time.sleep(0.5)
+    for pid in pids:  # the sleeping jobs ended with the runner
+        assert not Path(f"/proc/{pid}").exists() or "Z" in (
+            Path(f"/proc/{pid}/stat").read_text().split()[2]
+        )
