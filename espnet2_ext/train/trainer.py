@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import re
 import warnings
@@ -155,6 +156,18 @@ def _is_distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def _on_ranks(ranks: List[int]) -> str:
+    """`` on rank 1`` in distributed training, else nothing."""
+    return f" on rank {', '.join(map(str, ranks))}" if _is_distributed() else ""
+
+
+def _collective_device() -> torch.device:
+    """Where flags must live for the process group's backend (NCCL: the GPU)."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 class FiniteGuard(torch.nn.Module):
     """Calls the model and raises when its loss (or the last gradient) is not finite.
 
@@ -230,7 +243,7 @@ class FiniteGuard(torch.nn.Module):
         if not _is_distributed():
             return ([0] if bool(loss_bad) else []), ([0] if bool(grad_bad) else [])
         world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
-        flags = torch.zeros(2, world, device=loss_bad.device)
+        flags = torch.zeros(2, world, device=_collective_device())
         flags[0, rank] = loss_bad.float().to(flags.device)
         flags[1, rank] = grad_bad.float().to(flags.device)
         torch.distributed.all_reduce(flags)
@@ -247,22 +260,25 @@ class FiniteGuard(torch.nn.Module):
         grad_names: List[str],
         batch: Dict,
     ) -> None:
-        ranks = lambda r: (  # noqa: E731
-            f" on rank {', '.join(map(str, r))}" if _is_distributed() else ""
-        )
         if grad_ranks:
             names = ", ".join(grad_names[:5]) + ("…" if len(grad_names) > 5 else "")
             raise NonFiniteGradientError(
                 f"training stopped: a non-finite (NaN or inf) gradient at "
-                f"{self._where(self.iteration - 1)}{ranks(grad_ranks)}"
+                f"{self._where(self.iteration - 1)}{_on_ranks(grad_ranks)}"
                 + (f" (parameters {names})" if names else "")
                 + "; the loss was finite. The update diverged: lower the learning "
                 "rate (optim_conf.lr), keep grad_clip, and check the scheduler's "
                 "peak. Nothing of this step was saved."
             )
         if loss_ranks:
-            where = f"{self._where(self.iteration)}{ranks(loss_ranks)}"
+            where = f"{self._where(self.iteration)}{_on_ranks(loss_ranks)}"
             value = float(loss.reshape(-1)[0]) if loss.numel() else float("nan")
+            if math.isfinite(value):  # distributed: another rank's loss
+                raise NonFiniteLossError(
+                    f"training stopped: the {self.phase} loss is not finite at "
+                    f"{where} (this rank's loss and inputs are finite; the log of "
+                    "that rank names the cause). Nothing of this step was saved."
+                )
             bad_inputs = _non_finite_inputs(batch)
             if bad_inputs:
                 raise NonFiniteLossError(

@@ -10,13 +10,15 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
+from train_helpers import make_run, train_command
 
 from espnet2_ext.zoo import load_model
 
 from conftest import FS
-from train_helpers import make_run, train_command
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +95,30 @@ def test_the_distributed_checkpoint_loads(runs):
     with torch.no_grad():
         est = model.forward_enhance(mix, torch.tensor([mix.shape[1]]))[0]
     assert len(est) == 2 and all(torch.isfinite(e).all() for e in est)
+
+
+def test_a_nan_on_one_rank_stops_every_rank(tmp_path):
+    """No rank is left waiting in a collective: both stop at the same iteration with
+    exit status 1; the rank with the bad clip names it, the other names that rank."""
+    scps = make_run(tmp_path)
+    uid, path = scps["wav"].read_text().splitlines()[1].split()  # rank 1's clip
+    audio, fs = sf.read(path, dtype="float32")
+    audio[10, 0] = np.nan
+    sf.write(path, audio, fs, subtype="FLOAT")
+    launcher = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        "--nproc-per-node", "2", "--log-dir", str(tmp_path / "logs"), "--redirects", "3",
+    ]  # fmt: skip
+    command = train_command(tmp_path, scps, *DISTRIBUTED, exp="ddp")
+    proc = subprocess.run(
+        launcher + command[1:], cwd=tmp_path, capture_output=True, text=True,
+        timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode != 0
+    errors = {
+        rank: [ln for ln in text.splitlines() if ln.startswith("enh_train: error:")]
+        for rank, text in _rank_logs(tmp_path / "logs").items()
+    }
+    assert f"speech_mix of {uid}" in errors[1][0]
+    assert "iteration 1 on rank 1" in errors[0][0] and "rank's loss" in errors[0][0]
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["config.yaml"]

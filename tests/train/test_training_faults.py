@@ -76,11 +76,20 @@ def test_non_finite_validation_loss_writes_no_valid_checkpoint(tmp_path):
     assert "checkpoint.pth" not in files(tmp_path / "exp")
 
 
+#: a schedule that moves at every update (2 per epoch)
+SCHEDULE = dict(
+    scheduler="warmupstaircaselr",
+    scheduler_conf=dict(
+        warmup_steps=2, decay_start_step=2, decay_stop_step=100, step_size=1, gamma=0.5
+    ),
+)
+
+
 @pytest.fixture(scope="module")
 def trained_twice(tmp_path_factory):
     """Two epochs, written by our trainer (kept as a template: tests copy it)."""
     root = tmp_path_factory.mktemp("resume")
-    scps = make_run(root, max_epoch=2)
+    scps = make_run(root, max_epoch=2, num_iters_per_epoch=2, **SCHEDULE)
     proc = train(root, scps)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, scps
@@ -119,10 +128,14 @@ def test_resume_from_a_truncated_checkpoint_falls_back_to_the_last_epoch(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "cannot be read" in proc.stderr and "resuming from 2epoch.pth" in proc.stderr
     assert "3/3epoch started" in proc.stderr and "1/3epoch started" not in proc.stderr
+    # the schedule continues where epoch 2 ended (update 4), not from the start
+    assert "WarmupStaircaseLR is moved to step 4" in proc.stderr
     # the unreadable file is kept, not overwritten; a new whole checkpoint is written
     assert (exp / "checkpoint.pth.unreadable").read_bytes() == broken
     states = torch.load(exp / "checkpoint.pth", weights_only=True)
     assert states["reporter"]["epoch"] == 3
+    lr = states["optimizers"][0]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(1e-3 * 0.5**4)  # after 6 updates: 0.5^(6 - 2)
 
 
 def test_resume_with_nothing_readable_is_a_clear_error_and_changes_nothing(
