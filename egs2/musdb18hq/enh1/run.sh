@@ -21,7 +21,11 @@
 #   --init_param PATH        fine-tune from a model (was --pretrained)
 #   --demo true              old name of --data demo --size tiny
 set -euo pipefail
+called_from=$PWD
 cd "$(dirname "${BASH_SOURCE[0]}")"
+absolute() {  # a path given relative to where run.sh was called from
+  case "$1" in /*|"") echo "$1" ;; *) echo "$called_from/$1" ;; esac
+}
 # shellcheck disable=SC1091
 . ./path.sh
 
@@ -69,9 +73,9 @@ case "$data" in
     # 4 test songs; the 2 validation songs are for training only
     defaults+=(--nj 2 --test_sets test) ;;
   real) data_opts="--musdb_root ${MUSDB18HQ}" ;;
-  *) data_opts="--musdb_root $data" ;;
+  *) data_opts="--musdb_root $(absolute "$data")" ;;
 esac
-[ -z "$valid_list" ] || data_opts+=" --valid_list $valid_list"
+[ -z "$valid_list" ] || data_opts+=" --valid_list $(absolute "$valid_list")"
 case "$size" in
   tiny)
     # the demo model: trained on 3 s crops, separated in 6 s chunks; the CPU
