@@ -11,6 +11,10 @@ defaults generate small look-alikes in the real folder layouts:
   unlabeled MP3 mixtures in ``fma_<subset>/NNN/NNNNNN.mp3`` with ``fma_metadata/tracks.csv``
   and planted files the FMA preparation must drop (22.05 kHz, mono, corrupt, empty, mostly
   silent) or resample (48 kHz), listed in ``generation_manifest.json``.
+- :mod:`espnet2_ext.datagen.own_data` (``python -m espnet2_ext.datagen.own_data``): in
+  seconds, what a user brings of their own: songs in the MUSDB18-HQ layout with three
+  other stems (one train and one test song without vocals), a validation list, and ten
+  unlabeled mixtures in WAV, FLAC, MP3, OGG and M4A (numpy synthesis, no FluidSynth).
 
 Songs are composed procedurally (:mod:`.compose`), written as Standard MIDI Files
 (:mod:`.midi`) and rendered with the FluidSynth command line and General MIDI soundfonts, the

@@ -48,7 +48,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from espnet2_ext.constants import MUSIC_SAMPLE_RATE
+from espnet2_ext.constants import MUSDB_STEMS, MUSIC_SAMPLE_RATE
 from espnet2_ext.datagen.compose import PROGRAM_SETS, Part, Song, compose_song
 from espnet2_ext.datagen.musdb_like import quantise_stems, write_json_atomic
 
@@ -162,33 +162,47 @@ def render_part(
     return out
 
 
-def render_own_stems(
+def render_musdb_stems(
     song: Song, rate: int, rng: np.random.Generator
 ) -> Dict[str, np.ndarray]:
-    """``{melody, chords, rhythm}`` of ``song`` as ``[T, 2]`` float arrays.
-
-    Each non-silent stem is scaled to an RMS of −20 dBFS ± 3 dB (random); a stem
-    without notes (the melody of an instrumental) stays all zeros.
-    """
-    by_musdb: Dict[str, np.ndarray] = {}
+    """The composer's four stems (vocals, bass, drums, other), ``[T, 2]`` float32,
+    unscaled (a stem without notes is all zeros)."""
     length = int(round(song.duration * rate))
-    for musdb in ("vocals", "bass", "drums", "other"):
-        by_musdb[musdb] = np.zeros((length, 2), np.float32)
+    stems = {s: np.zeros((length, 2), np.float32) for s in MUSDB_STEMS}
     for part in song.parts:
-        by_musdb[part.stem] += render_part(song, part, rate, rng)
+        stems[part.stem] += render_part(song, part, rate, rng)
     for note in song.lead_vocal:  # the sung melody: a bright tone with vibrato
         start = int(round(song.beats_to_seconds(note.start) * rate))
         n = max(1, int(round(song.beats_to_seconds(note.duration) * rate)))
         tone = _tone(note.pitch, n, rate, partials=6, sustain=True, vibrato=0.3)
-        _place(by_musdb["vocals"], start, tone, note.velocity / 127.0, song.vocal_pan)
-    stems = {}
-    for stem, sources in STEM_SOURCES.items():
-        audio = sum(by_musdb[s] for s in sources)
-        rms = float(np.sqrt(np.mean(audio**2)))
+        _place(stems["vocals"], start, tone, note.velocity / 127.0, song.vocal_pan)
+    return stems
+
+
+def level_stems(
+    stems: Dict[str, np.ndarray], rng: np.random.Generator
+) -> Dict[str, np.ndarray]:
+    """Each non-silent stem scaled to an RMS of −20 dBFS ± 3 dB (random), clipped to
+    ±0.99; a silent stem stays all zeros."""
+    out = {}
+    for name, audio in stems.items():
+        rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
         if rms > 0:
             audio = audio * (10 ** ((-20.0 + rng.uniform(-3, 3)) / 20.0) / rms)
-        stems[stem] = np.clip(audio, -0.99, 0.99)
-    return stems
+        out[name] = np.clip(audio, -0.99, 0.99)
+    return out
+
+
+def render_own_stems(
+    song: Song, rate: int, rng: np.random.Generator
+) -> Dict[str, np.ndarray]:
+    """``{melody, chords, rhythm}`` of ``song`` (:data:`STEM_SOURCES`), ``[T, 2]``,
+    levelled by :func:`level_stems`."""
+    musdb = render_musdb_stems(song, rate, rng)
+    gathered = {
+        stem: sum(musdb[s] for s in sources) for stem, sources in STEM_SOURCES.items()
+    }
+    return level_stems(gathered, rng)
 
 
 # ---------------------------------------------------------------------- writing

@@ -47,10 +47,17 @@ Reading: 44.1 kHz files libsndfile reads (MP3, WAV, FLAC …) are read in place 
 ``cache_all``; resampled files and files libsndfile cannot read always go into the
 decoded cache ``--cache`` (``CACHE/<file's relative path>.flac``: 16-bit FLAC, or 32-bit
 float WAV ``….wav`` when the decoded track exceeds full scale; reused when newer than
-the source). ``cache_all`` decodes every kept track into the cache: FLAC seeks
+the source). ``cache_all`` decodes every readable file into the cache: FLAC seeks
 sample-exactly, so a training read decodes only the samples it needs, while an MP3 read
-decodes from the file's start (:mod:`espnet2_ext.train.dataset`); see
-``benchmarks/bench_data_throughput.py`` and docs/benchmarks.md for what that costs.
+decodes from the file's start (:mod:`espnet2_ext.train.dataset`). Measured
+(``benchmarks/bench_data_throughput.py``, docs/benchmarks.md): mixture of mixtures from
+30 s MP3s runs at 2.3× fewer examples per second per loader worker than from the cache,
+and the estimated appetite of one H100 training the medium model still fits in 8
+workers with MP3 read in place, so that stays the default; the small model needs
+``--cache-all`` to be fed by 8 workers. The rules below are applied to the samples
+training will read: the file read in place by libsndfile, or the cache file as written
+(16-bit). The cache keeps the files of dropped tracks too (a rerun with other rules
+reuses them).
 
 Unreadable, corrupt and empty files are reported (a count per reason on the log, the list
 in ``OUT/skipped.tsv``) and skipped; they are never fatal on their own.
@@ -383,6 +390,10 @@ def process_track(
                 audio = resample_poly(
                     audio, config.sample_rate // g, rate // g, axis=0
                 ).astype(np.float32)
+            if result.cached and audio.shape[0] > 0:
+                # segment what training will read: the cache as written (16-bit)
+                cache_path = _write_cache(cache_dir, rel, audio, config.sample_rate)
+                audio, _ = sf.read(cache_path, dtype="float32", always_2d=True)
     except Exception as err:
         result.status = UNREADABLE
         result.reason = f"decoding failed ({type(err).__name__}: {err})"
@@ -395,8 +406,6 @@ def process_track(
     result.segments, result.reason = segment_starts(audio, config)
     if not result.segments:
         return result
-    if result.cached and not cache_path:
-        cache_path = _write_cache(cache_dir, rel, audio, config.sample_rate)
     result.audio = os.path.abspath(cache_path if result.cached else source)
     result.status = KEPT
     return result

@@ -141,3 +141,40 @@ def test_missing_or_empty_folder(tmp_path):
     with pytest.raises(ValueError, match="no audio file"):
         prepare_unlabeled(str(tmp_path / "texts"), str(out), str(tmp_path / "c"))
     assert not out.exists()
+
+
+def test_the_decoded_cache_is_reused_and_gives_the_same_segments(tmp_path):
+    """Segments are cut on the cache as written (16-bit FLAC), so a rerun that reads
+    the cache instead of decoding again gives the same items; --cache-all caches
+    44.1 kHz files too."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(5):
+        audio = _audio(seconds=2.0, seed=i)
+        if i == 4:  # 1e-6 is below half a 16-bit step: zero in the cache
+            audio[: RATE // 2] = 1e-6
+        sf.write(folder / f"{i}.wav", audio, RATE, subtype="FLOAT")
+    cache = tmp_path / "cache"
+    runs = []
+    for run in range(2):
+        out = tmp_path / f"out{run}"
+        args = ["--unlabeled-dir", str(folder), "--out", str(out), "--cache-all"]
+        args += [
+            "--cache",
+            str(cache),
+            "--segment-seconds",
+            "1",
+            "--hop-seconds",
+            "0.5",
+        ]
+        assert main(args) == 0
+        runs.append((out / "train" / "mix_segments.scp").read_text())
+        runs.append((out / "skipped.tsv").read_text())
+        if run == 0:
+            stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.flac")}
+    assert runs[:2] == runs[2:]
+    assert len(stamps) == 5
+    assert stamps == {p: p.stat().st_mtime_ns for p in cache.rglob("*.flac")}
+    # in the cache the first 0.5 s of 4.wav is zero: 10 of the 20 chunks of the first
+    # segment, a silent segment under the authors' rule, so the track is dropped
+    assert "4.wav\tdropped\tsegment at 0.0 s is silent" in runs[1]
