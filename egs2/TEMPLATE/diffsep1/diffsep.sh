@@ -4,6 +4,7 @@
 #   --prior_config FILE         training config of every prior (default conf/prior.yaml,
 #                               the paper's size; conf/prior_tiny.yaml runs on a CPU)
 #   --train_args "..."          extra options of espnet2_ext.bin.diffusion_prior_train
+#   --train_priors "..."        stage 2 trains only these priors (default: all of them)
 #   --ngpu N                    GPUs for training (0: CPU)
 #   --tag NAME                  experiment name (default: the prior config's file name)
 #   --inference_model FILE      checkpoint to separate with (default valid.loss.best.pth)
@@ -49,6 +50,7 @@ stage=1
 stop_stage=4
 prior_config=conf/prior.yaml
 train_args=""
+train_priors=""
 ngpu=0
 tag=""
 inference_model=valid.loss.best.pth
@@ -113,7 +115,11 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  for name in $priors; do
+  for name in ${train_priors:-$priors}; do
+    if [[ " $priors " != *" $name "* ]]; then
+      echo "$0: --train_priors $name: not a prior of this recipe ($priors)" >&2
+      exit 1
+    fi
     out=$(prior_exp "$name")
     log "Stage 2: $name prior training -> $out"
     extra=()
