@@ -5,9 +5,9 @@ Two sources, one set of rules:
 * FMA, the real layout ``ROOT/fma_{small,medium,large,full}/NNN/NNNNNN.mp3`` (and
   ``ROOT/fma_metadata/tracks.csv`` when present): ``--root ROOT --subset large``;
 * a plain folder of mixtures in any format the project reads (WAV, FLAC, MP3, OGG/Opus,
-  M4A/AAC, AIFF; sub-folders are searched too): ``--unlabeled-dir DIR``. Files that
-  libsndfile cannot read (M4A, AAC) are decoded by :func:`espnet2_ext.separation.audio.
-  read_audio` (its ffmpeg fallback where it has one) into the decoded cache.
+  M4A/AAC, AIFF …; sub-folders are searched too): ``--unlabeled-dir DIR``. Files that
+  libsndfile cannot read (M4A, AAC …) are decoded by the separation command's decoder,
+  :func:`espnet2_ext.separation.audio.read_audio` (ffmpeg), into the decoded cache.
 
 Per file (seeds/002 §3.1 and the authors' ``recipes/fma/scripts/chunking_sad.py``):
 
@@ -117,20 +117,6 @@ from espnet2_ext.utils.atomic import atomic_write_bytes
 from espnet2_ext.utils.audio_io import encode_audio
 
 FMA_SUBSETS = ("small", "medium", "large", "full")
-
-#: File extensions of an unlabeled folder that are read as audio (others are ignored).
-AUDIO_EXTENSIONS = (
-    ".wav",
-    ".flac",
-    ".mp3",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".m4a",
-    ".aac",
-    ".aif",
-    ".aiff",
-)
 
 LAST_SEGMENT_CHOICES = ("end_aligned", "complete")
 SILENCE_CHOICES = ("zero", "below_db")
@@ -272,11 +258,6 @@ def segment_starts(
 # ---------------------------------------------------------------------- decoding
 
 
-#: Formats libsndfile decodes with their full length; a cached file of another format
-#: is decoded by the project's decoder (:func:`decode_file`).
-EXACT_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
-
-
 def decode_file(path: str) -> Tuple[np.ndarray, int]:
     """Decode a whole file with the project's decoder: (float32 ``[T, C]``, rate).
 
@@ -292,10 +273,12 @@ def decode_file(path: str) -> Tuple[np.ndarray, int]:
     return np.ascontiguousarray(wave.numpy().T), int(rate)
 
 
-def _needs_decoder(path: str, config: FmaConfig) -> bool:
-    """Whether ``path`` may go through :func:`decode_file` (to import it once)."""
-    exact = os.path.splitext(path)[1].lower() in EXACT_EXTENSIONS
-    return not exact and (config.cache_all or not path.lower().endswith(".mp3"))
+def _exact_with_libsndfile(path: str) -> bool:
+    """Whether libsndfile reads ``path``'s format with its full length (WAV, FLAC,
+    OGG …: :data:`espnet2_ext.separation.audio.LIBSNDFILE_EXTENSIONS`)."""
+    from espnet2_ext.separation.audio import LIBSNDFILE_EXTENSIONS
+
+    return os.path.splitext(path)[1].lower() in LIBSNDFILE_EXTENSIONS
 
 
 def probe_file(path: str) -> Tuple[int, int, Optional[np.ndarray]]:
@@ -380,8 +363,7 @@ def process_track(
             cache_path, audio = found
         else:
             cache_path = ""
-            exact = os.path.splitext(source)[1].lower() in EXACT_EXTENSIONS
-            if audio is None and result.cached and not exact:
+            if audio is None and result.cached and not _exact_with_libsndfile(source):
                 audio, rate = decode_file(source)
             elif audio is None:  # as the training loader reads it: libsndfile
                 audio, rate = sf.read(source, dtype="float32", always_2d=True)
@@ -456,9 +438,15 @@ def file_uid(rel: str) -> str:
 def find_unlabeled(folder: str) -> List[Tuple[str, str]]:
     """``(file id, path)`` of every audio file under ``folder`` (sorted by path).
 
+    Audio files are those with an extension of
+    :data:`espnet2_ext.separation.audio.AUDIO_EXTENSIONS` (what the separation command
+    reads: libsndfile's formats and ffmpeg's M4A/AAC, Opus, WMA …); others are ignored.
+
     Raises:
         ValueError: the folder does not exist or holds no audio file.
     """
+    from espnet2_ext.separation.audio import AUDIO_EXTENSIONS
+
     if not os.path.isdir(folder):
         raise ValueError(
             f"unlabeled folder {folder!r} does not exist or is not a folder"
@@ -622,8 +610,7 @@ def _prepare(
             f"{max_valid_segments}"
         )
     jobs = [(uid, path, cache_dir, config, rel) for uid, path, rel in items]
-    if nj > 1 and any(_needs_decoder(path, config) for _, path, _ in items):
-        # imported once here rather than in every worker (the import is slow)
+    if nj > 1:  # the decoder's module, imported once here rather than in each worker
         import espnet2_ext.separation.audio  # noqa: F401
     if nj > 1:
         with multiprocessing.Pool(nj) as pool:
