@@ -24,7 +24,9 @@ mono            2      ``drop``: mono 44.1 kHz
 high_rate       1      ``resample``: 48 kHz stereo, kept after resampling
 corrupt         1      ``unreadable``: an MP3 frame header followed by garbage
 empty           1      ``unreadable``: a zero-byte file
-mostly_silent   1      ``drop_silent_segments``: music only in the first ~15 %
+mostly_silent   1      ``drop_silent``: music only in the first ~15 %, then
+                       digital silence: the whole track is dropped under the
+                       authors' rule (the default), its silent segments under ours
 ==============  =====  =======================================================
 
 All other tracks are ``normal`` (``keep``). MP3 encoding uses ffmpeg's libmp3lame when
@@ -75,7 +77,7 @@ FAULTY_KINDS = {
     "high_rate": (1, "resample"),
     "corrupt": (1, "unreadable"),
     "empty": (1, "unreadable"),
-    "mostly_silent": (1, "drop_silent_segments"),
+    "mostly_silent": (1, "drop_silent"),
 }
 EXPECTED = {"normal": "keep", **{k: v for k, (_, v) in FAULTY_KINDS.items()}}
 RATE_OF_KIND = {"low_rate": 22050, "high_rate": 48000}
