@@ -26,7 +26,8 @@ def parse(log: Path) -> Dict[str, List[Tuple[int, float]]]:
     """{'train': [(step, loss)], 'valid': [(step at the epoch's end, loss)]}."""
     text = log.read_text(errors="replace")
     per_epoch = None
-    found = _ITERS.search(text)
+    config = log.parent / "config.yaml"  # ESPnet writes it beside the log
+    found = _ITERS.search(config.read_text() if config.exists() else text)
     if found:
         per_epoch = int(found.group(1))
     train, valid = [], []
