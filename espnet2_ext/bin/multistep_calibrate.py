@@ -13,6 +13,9 @@ to new songs, plus a report (cost, per-step traces on the validation chunks and 
         --data_dir data/valid --chunk_seconds 6 --steps 20 --candidates 10 \\
         --output exp/enh_demo/multistep_schedule.yaml
 
+``--form constant`` chooses one weight per stem held for a chosen number of steps
+instead of a weight per step and stem.
+
 ``--data_dir`` is a folder of ``python -m espnet2_ext.datasets.musdb18hq``. Use the
 inference ``--segment_size`` as ``--chunk_seconds`` (the schedule is applied per chunk
 there). Chunks in which a stem is below ``--inactive_threshold_db`` re the mixture are
@@ -29,6 +32,7 @@ from espnet2.utils.types import float_or_none, int_or_none, str2bool
 
 from espnet2_ext.enh.inference.metrics_registry import available_metrics
 from espnet2_ext.enh.inference.multistep import GRIDS
+from espnet2_ext.enh.inference.multistep.calibration import FORMS
 from espnet2_ext.enh.inference.multistep.song_calibration import (
     REPORT_NAME,
     run_calibration,
@@ -92,6 +96,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="a weight per stem (else shared)",
     )
     parser.add_argument(
+        "--form",
+        default="greedy",
+        choices=FORMS,
+        help="greedy: a weight per step (and stem), chosen step by step; constant: one "
+        "weight per stem held for a chosen number of steps",
+    )
+    parser.add_argument(
         "--candidate_batch",
         type=int_or_none,
         default=None,
@@ -104,6 +115,12 @@ def get_parser() -> argparse.ArgumentParser:
         type=int_or_none,
         default=None,
         help="at most this many validation chunks, evenly spaced (memory bound)",
+    )
+    parser.add_argument(
+        "--chunks_per_song",
+        type=int_or_none,
+        default=None,
+        help="the first this many active chunks of every song (before --max_chunks)",
     )
     parser.add_argument(
         "--inactive_threshold_db",

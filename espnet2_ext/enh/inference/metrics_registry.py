@@ -8,7 +8,8 @@ each step, the candidate estimate that scores highest under a metric. Two kinds 
   selected with one is labelled ``oracle`` (see :attr:`Metric.label`).
 * **non-intrusive** metrics need no reference (a quality predictor such as UTMOS for
   speech). A user registers one with :func:`register_metric`; results selected with one
-  are deployable as they are.
+  are deployable as they are. One is built in for music: ``mixture_consistency``
+  (:func:`mixture_consistency`).
 
 A metric is called as ``fn(estimate, reference, mixture)`` with
 
@@ -19,6 +20,14 @@ A metric is called as ``fn(estimate, reference, mixture)`` with
 and returns scores to **maximise**, [B, N, C] (one per item, source and channel) or
 [B, N] (one per item and source; the selection is then shared by all channels).
 A loss must be negated before it is registered.
+
+A **joint** metric (``joint=True``) scores a source's candidate together with the
+*current* estimates of the other sources: it is called with a fourth argument,
+``current`` [B, N, C, L], and the score of source ``n`` may use ``estimate[:, n]`` and
+``current[:, m]`` for ``m != n`` (never ``current[:, n]``, which the candidate replaces).
+Called without ``current``, the estimate is its own context (the score of a whole set of
+estimates). The multi-step search then updates the sources one after another
+(:class:`~espnet2_ext.enh.inference.multistep.search.MultiStepSeparator`).
 
 The metrics live in the plugin's one guarded
 :class:`~espnet2_ext.utils.registry.Registry`: names are lower case, a name is never
@@ -38,8 +47,9 @@ from espnet2.enh.loss.criterions.time_domain import SISNRLoss, SNRLoss
 from espnet2_ext.utils.registry import Registry
 
 #: ``fn(estimate [B, N, C, L], reference [B, N, C, L] | None, mixture [B, C, L])``
-#: ``-> scores [B, N, C] or [B, N]`` (higher is better).
-MetricFn = Callable[[torch.Tensor, Optional[torch.Tensor], torch.Tensor], torch.Tensor]
+#: ``-> scores [B, N, C] or [B, N]`` (higher is better); a joint metric takes a fourth
+#: argument, the current estimates [B, N, C, L].
+MetricFn = Callable[..., torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -51,12 +61,15 @@ class Metric:
         fn: the scoring function, see the module docstring.
         requires_reference: True for an oracle metric (needs the true sources).
         builtin: registered by this module (cannot be removed).
+        joint: the score of a source depends on the other sources' current estimates
+            (``fn`` takes ``current``; see the module docstring).
     """
 
     name: str
     fn: MetricFn
     requires_reference: bool
     builtin: bool = False
+    joint: bool = False
 
     @property
     def label(self) -> str:
@@ -68,12 +81,18 @@ class Metric:
         estimate: torch.Tensor,
         reference: Optional[torch.Tensor],
         mixture: torch.Tensor,
+        current: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Score ``estimate`` [B, N, C, L]; returns float32 [B, N, C] or [B, N].
 
+        ``current`` [B, N, C, L] (joint metrics only; default: ``estimate``): the
+        estimates of the other sources that each source's candidate is scored with.
+        A reference given to a non-intrusive metric is never passed on to it.
+
         Raises:
-            ValueError: a reference is missing for an oracle metric, its shape differs
-                from the estimate's, or the function returned another shape.
+            ValueError: a reference is missing for an oracle metric, its shape (or that
+                of ``current``) differs from the estimate's, or the function returned
+                another shape.
         """
         if self.requires_reference:
             if reference is None:
@@ -89,9 +108,19 @@ class Metric:
                     f"differs from the estimate shape {tuple(estimate.shape)}; both "
                     "must be [B, N, C, L] with the sources in the separator's order"
                 )
-        scores = self.fn(
-            estimate, reference if self.requires_reference else None, mixture
-        )
+        reference = reference if self.requires_reference else None
+        if self.joint:
+            if current is None:
+                current = estimate
+            elif current.shape != estimate.shape:
+                raise ValueError(
+                    f"metric {self.name!r}: current estimates of shape "
+                    f"{tuple(current.shape)} for an estimate of shape "
+                    f"{tuple(estimate.shape)}; both must be [B, N, C, L]"
+                )
+            scores = self.fn(estimate, reference, mixture, current)
+        else:
+            scores = self.fn(estimate, reference, mixture)
         b, n, c, _ = estimate.shape
         if not isinstance(scores, torch.Tensor) or tuple(scores.shape) not in (
             (b, n, c),
@@ -120,16 +149,18 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def register_metric(
-    name: str, fn: MetricFn, *, requires_reference: bool = False
+    name: str, fn: MetricFn, *, requires_reference: bool = False, joint: bool = False
 ) -> Metric:
     """Add a metric under ``name``; returns the registered :class:`Metric`.
 
     Args:
         name: lower-case key, e.g. ``"utmos"``.
         fn: ``fn(estimate, reference, mixture) -> scores`` (module docstring), higher
-            is better.
+            is better; ``fn(estimate, reference, mixture, current)`` if ``joint``.
         requires_reference: True if ``fn`` compares with the true sources (its results
             are then labelled oracle).
+        joint: ``fn`` scores a source together with the other sources' current
+            estimates.
 
     Raises:
         ValueError: the name is not lower case / not an identifier, or it is taken.
@@ -142,7 +173,12 @@ def register_metric(
         )
     if not callable(fn):
         raise TypeError(f"metric {name!r}: fn must be callable, got {fn!r}")
-    metric = Metric(name=name, fn=fn, requires_reference=bool(requires_reference))
+    metric = Metric(
+        name=name,
+        fn=fn,
+        requires_reference=bool(requires_reference),
+        joint=bool(joint),
+    )
     try:
         return _METRICS.add(name, metric)
     except ValueError as e:  # the name is taken
@@ -217,9 +253,62 @@ def si_sdr(
     return _per_signal(estimate, reference, _SI_SDR)
 
 
-for _name, _fn in (("snr", snr), ("si_sdr", si_sdr)):
+#: Floor of the energies in :func:`mixture_consistency` (ESPnet's SNRLoss floor).
+_ENERGY_EPS = torch.finfo(torch.float32).eps
+
+
+def mixture_consistency(
+    estimate: torch.Tensor,
+    reference: Optional[torch.Tensor],
+    mixture: torch.Tensor,
+    current: torch.Tensor,
+) -> torch.Tensor:
+    """How well the mixture is explained: a reference-free (non-intrusive) joint metric.
+
+    For source ``n`` the candidate ``ŷ_n`` is put in place of the current estimate of
+    that source, and the score is the signal-to-residual ratio of the mixture::
+
+        e_n = x − ŷ_n − Σ_{m≠n} c_m          score_n = 10 log10(|x|² / |e_n|²)  [dB]
+
+    per item, source and channel (energies floored at float32's eps). Called with
+    ``current = estimate`` every source gets the same score: that of the set.
+
+    Why it is a sound criterion for music: a MUSDB18-HQ mixture is by definition the sum
+    of its stems (``mixture.wav`` is their sample-wise sum, as in the generated songs),
+    so the true stems leave no residual and any residual is error that some stem must
+    take. It is necessary, not sufficient (the mixture in one stem and silence in the
+    others also sums to the mixture): in multi-step inference it only chooses among the
+    separator's own outputs for blends of the mixture and the previous estimate.
+
+    Args:
+        estimate: candidates [B, N, C, L].
+        reference: ignored (``None``): the metric never sees the true sources.
+        mixture: x [B, C, L].
+        current: current estimates [B, N, C, L] (the other sources' context).
+
+    Returns:
+        [B, N, C] in dB, higher is better.
+    """
+    est = estimate.float()
+    cur = current.float()
+    # e_n = x − Σ_m c_m − (ŷ_n − c_n)
+    residual = (mixture.float() - cur.sum(dim=1))[:, None] - (est - cur)
+    mix_energy = mixture.float().pow(2).sum(dim=-1)[:, None]  # [B, 1, C]
+    res_energy = residual.pow(2).sum(dim=-1)  # [B, N, C]
+    return 10.0 * torch.log10(
+        mix_energy.clamp_min(_ENERGY_EPS) / res_energy.clamp_min(_ENERGY_EPS)
+    )
+
+
+for _name, _fn, _oracle, _joint in (
+    ("snr", snr, True, False),
+    ("si_sdr", si_sdr, True, False),
+    ("mixture_consistency", mixture_consistency, False, True),
+):
     _METRICS.add(
         _name,
-        Metric(name=_name, fn=_fn, requires_reference=True, builtin=True),
+        Metric(
+            name=_name, fn=_fn, requires_reference=_oracle, builtin=True, joint=_joint
+        ),
         builtin=True,
     )

@@ -158,7 +158,7 @@ def test_one_candidate_at_ratio_one_is_one_step():
     assert torch.equal(est, one_step)
     assert info["forward_passes"] == 2  # y0 only: r = 1 reuses it
     est, info = MultiStepSeparator(
-        model, steps=6, ratios=[1.0], reuse_mixture_pass=False
+        model, steps=6, ratios=[1.0], reuse_mixture_pass=False, skip_converged=False
     ).separate(mix, ref)
     torch.testing.assert_close(est, one_step, rtol=1e-5, atol=1e-6)
     assert info["passes_per_item"] == 1 + 6 * 1 * 2  # 1 + T·K·N
@@ -171,7 +171,12 @@ def test_batched_candidates_equal_unbatched_loop(grid):
     runs = {}
     for batch in (None, 3, 1):
         ms = MultiStepSeparator(
-            model, steps=3, candidates=5, grid=grid, candidate_batch=batch
+            model,
+            steps=3,
+            candidates=5,
+            grid=grid,
+            candidate_batch=batch,
+            skip_converged=False,
         )
         runs[batch] = ms.separate(mix, ref)
     est, info = runs[None]
@@ -194,12 +199,14 @@ def test_forward_pass_accounting():
     model = TinySeparator(n_src=3, n_chan=1, seed=1).eval()
     mix, ref = random_problem(1, batch=2, n_chan=1)
     t, k, n, b = 3, 4, 3, 2
-    _, info = MultiStepSeparator(model, steps=t, candidates=k).separate(mix, ref)
+    full = dict(steps=t, candidates=k, skip_converged=False)
+    _, info = MultiStepSeparator(model, **full).separate(mix, ref)
     assert info["forward_passes"] == b * (1 + t * (k - 1) * n)
-    _, info = MultiStepSeparator(
-        model, steps=t, candidates=k, reuse_mixture_pass=False
-    ).separate(mix, ref)
+    _, info = MultiStepSeparator(model, reuse_mixture_pass=False, **full).separate(
+        mix, ref
+    )
     assert info["forward_passes"] == b * (1 + t * k * n)
+    # the narrowing grid changes the weights every step: nothing is ever skipped
     _, info = MultiStepSeparator(
         model, steps=t, candidates=k, grid="narrowing"
     ).separate(mix, ref)
@@ -364,7 +371,7 @@ def test_composes_with_chunked_inference():
     length, chunk, hop = 1000, 400, 200
     ref = sign_sources(batch=2, n_chan=2, length=length, seed=1)
     mix = ref.sum(dim=1)
-    ms = MultiStepSeparator(sign_separator, steps=3, candidates=3)
+    ms = MultiStepSeparator(sign_separator, steps=3, candidates=3, skip_converged=False)
     out = apply_chunked(
         ms, mix, chunk_size=chunk, hop_size=hop, aligned=(ref,), batch_chunks=2
     )
@@ -496,3 +503,196 @@ def test_native_stereo_separator_of_the_plugin():
         espnet_model_separate_fn(model, channel_mode="stereo")
     _, info = MultiStepSeparator(fn, steps=2, candidates=2).separate(mix, ref)
     assert bool((info["trace"][1:] >= info["trace"][:-1]).all())
+
+
+# ------------------------------------------------------- mixture consistency (joint)
+def test_mixture_consistency_is_reference_free_and_prefers_a_consistent_estimate():
+    metric = get_metric("mixture_consistency")
+    assert not metric.requires_reference and metric.joint and metric.builtin
+    assert metric.label == "mixture_consistency"  # no "oracle" in its results
+    gen = torch.Generator().manual_seed(0)
+    sources = torch.randn(2, 3, 2, 300, generator=gen)  # [B, N, C, L]
+    mix = sources.sum(dim=1)
+    # planted: the current estimate lost half of source 2
+    current = sources.clone()
+    current[:, 2] *= 0.5
+    consistent = current.clone()
+    consistent[:, 2] = sources[:, 2]  # the candidate that restores it
+    worse = current.clone()
+    worse[:, 2] = 0.25 * sources[:, 2]
+    s_good = metric(consistent, None, mix, current)
+    s_same = metric(current, None, mix, current)
+    s_bad = metric(worse, None, mix, current)
+    assert bool((s_good[:, 2] > s_same[:, 2]).all())
+    assert bool((s_same[:, 2] > s_bad[:, 2]).all())
+    assert bool((s_good[:, 2] > 60).all())  # explains the mixture (float32 rounding)
+    # a source's score is its candidate with the others' current estimates
+    torch.testing.assert_close(s_good[:, 0], s_same[:, 0])
+    # without a context the estimate is scored as a whole set: one score for all
+    whole = metric(current, None, mix)
+    torch.testing.assert_close(whole, whole[:, :1].expand_as(whole))
+    # reference-free: a reference changes nothing (it is never passed on)
+    junk = torch.randn(sources.shape, generator=gen)
+    torch.testing.assert_close(metric(worse, junk, mix, current), s_bad)
+    with pytest.raises(ValueError, match="current"):
+        metric(worse, None, mix, current[:, :2])
+
+
+def test_joint_search_updates_sources_in_turn():
+    """One step of the blind search equals a hand-written Gauss-Seidel selection."""
+    model = TinySeparator(n_src=3, n_chan=2, seed=8).double().eval()
+    mix, ref = random_problem(8, dtype=torch.float64)
+    ratios = [1.0, 0.9, 0.8, 0.7]
+    est, info = MultiStepSeparator(
+        model, steps=1, ratios=ratios, metric="mixture_consistency"
+    ).separate(mix)
+    assert info["mode"] == "blind" and "oracle" not in info["label"]
+
+    metric = get_metric("mixture_consistency")
+    with torch.no_grad():
+        y0 = model(mix)
+        candidates = []
+        for r in ratios:  # per-source blends: output n of f(r x + (1 - r) y0_n)
+            blends = torch.lerp(y0, mix[:, None], r)  # [B, N, C, L]
+            outs = [model(blends[:, n])[:, n] for n in range(3)]
+            candidates.append(torch.stack(outs, dim=1))
+    best = y0.clone()
+    for n in range(3):  # source n with sources < n already updated
+        keep = metric(best, None, mix, best)[:, n]
+        for cand in candidates:
+            score = metric(cand, None, mix, best)[:, n]
+            better = score > keep
+            best[:, n] = torch.where(better[..., None], cand[:, n], best[:, n])
+            keep = torch.where(better, score, keep)
+    torch.testing.assert_close(est, best, rtol=1e-9, atol=1e-10)
+    assert not torch.equal(est, y0)  # the toy does change something
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_joint_search_never_decreases_consistency_and_ignores_references(seed):
+    model = TinySeparator(n_src=3, n_chan=2, seed=seed).double().eval()
+    mix, ref = random_problem(seed, dtype=torch.float64)
+    ms = MultiStepSeparator(
+        model,
+        steps=4,
+        candidates=5,
+        metric="mixture_consistency",
+        trace_metrics=["snr"],
+    )
+    est, info = ms.separate(mix)
+    trace = info["trace"]  # the whole set's consistency after each step
+    assert bool((trace[1:] >= trace[:-1] - 1e-9).all())
+    assert info["traces"] == {}  # no references: nothing to measure
+    est_ref, info_ref = ms.separate(mix, ref)  # references only measure
+    assert torch.equal(est_ref, est)
+    assert info_ref["traces"]["snr"].shape == (5, 2, 3, 2)
+
+
+# ------------------------------------------------------------ converged sources
+@pytest.mark.parametrize("metric", ["snr", "mixture_consistency"])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_skipping_converged_sources_gives_the_full_search(metric, seed):
+    model = TinySeparator(n_src=3, n_chan=2, seed=seed).double().eval()
+    mix, ref = random_problem(seed, batch=1, dtype=torch.float64)
+    runs = {
+        skip: MultiStepSeparator(
+            model, steps=8, candidates=4, metric=metric, skip_converged=skip
+        ).separate(mix, ref)
+        for skip in (False, True)
+    }
+    (full, full_info), (fast, fast_info) = runs[False], runs[True]
+    torch.testing.assert_close(fast, full, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(
+        fast_info["chosen_ratio"], full_info["chosen_ratio"], equal_nan=True
+    )
+    torch.testing.assert_close(fast_info["trace"], full_info["trace"])
+    assert full_info["forward_passes"] == 1 + 8 * 3 * 3
+    # the passes skipped are exactly those of sources (joint: items) that had kept
+    kept = torch.isnan(full_info["chosen_ratio"][:, 0]).all(dim=-1)  # [T, N]
+    if metric == "snr":
+        skipped = int(kept[:-1].sum()) * 3
+    else:
+        skipped = int(kept[:-1].all(dim=1).sum()) * 3 * 3
+    assert fast_info["forward_passes"] == full_info["forward_passes"] - skipped
+
+
+def test_converged_search_stops_recomputing():
+    # the sign separator is exact: after step 1 every source keeps, so steps 2..T
+    # cost nothing (the full search would run (K - 1) N passes per step)
+    ref = sign_sources(batch=1, n_chan=2, length=200, seed=4)
+    est, info = MultiStepSeparator(sign_separator, steps=6, candidates=3).separate(
+        ref.sum(dim=1), ref
+    )
+    torch.testing.assert_close(est, ref)
+    assert info["forward_passes"] == 1 + (3 - 1) * 2
+
+
+def test_trace_metrics_measure_every_mode():
+    model = TinySeparator(n_src=2, n_chan=2, seed=6).eval()
+    mix, ref = random_problem(6, n_src=2)
+    ms = MultiStepSeparator(
+        model, steps=2, candidates=3, trace_metrics=["snr", "si_sdr"]
+    )
+    _, info = ms(mix, ref), ms.records[-1]
+    assert set(info["traces"]) == {"snr", "si_sdr"}
+    torch.testing.assert_close(info["traces"]["snr"], info["trace"])  # selection = snr
+    summary = ms.summary()
+    assert summary["mean_traces_per_source"]["si_sdr"].shape == (3, 2)
+    schedule = RatioSchedule(ratios=[[0.5, None]], metric="snr", oracle=True)
+    ms = MultiStepSeparator(model, schedule=schedule, trace_metrics=["si_sdr"])
+    _, info = ms.separate(mix, ref)
+    assert info["traces"]["si_sdr"].shape == (2, 2, 2, 2)
+    with pytest.raises(ValueError, match="joint"):
+        MultiStepSeparator(model, trace_metrics=["mixture_consistency"])
+
+
+# --------------------------------------------------------- calibration, constant form
+def test_constant_schedule_holds_one_weight_and_replays_its_numbers():
+    from espnet2_ext.enh.inference.multistep.calibration import trace_schedule
+
+    model = TinySeparator(n_src=3, n_chan=2, seed=12).eval()
+    validation = [random_problem(s, batch=2) for s in (30, 31)]
+    schedule = calibrate_schedule(
+        model, validation, steps=5, candidates=4, form="constant"
+    )
+    assert schedule.search["form"] == "constant"
+    held = schedule.search["held_steps"]
+    for n in range(3):  # weight r_n at steps 1..t_n, keep afterwards
+        column = [row[n] for row in schedule.ratios]
+        assert column[held[n] :] == [None] * (5 - held[n])
+        assert len(set(column[: held[n]])) <= 1
+    scores = torch.tensor(schedule.validation_scores)  # [T + 1, N]
+    assert bool((scores[-1] >= scores[0]).all())  # keep is one of the choices
+    replay = torch.tensor(trace_schedule(model, schedule, validation, ["snr"])["snr"])
+    torch.testing.assert_close(replay, scores, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="narrowing"):
+        calibrate_schedule(
+            model, validation, steps=2, grid="narrowing", form="constant"
+        )
+
+
+def test_greedy_calibration_skips_converged_sources():
+    model = TinySeparator(n_src=3, n_chan=2, seed=13).eval()
+    validation = [random_problem(s, batch=1) for s in (40, 41)]
+    schedules = {}
+    for skip in (False, True):
+        counter = {"rows": 0}
+
+        def counted(x, counter=counter):
+            counter["rows"] += x.shape[0]
+            return model(x)
+
+        schedules[skip] = (
+            calibrate_schedule(
+                counted, validation, steps=6, candidates=4, skip_converged=skip
+            ),
+            counter["rows"],
+        )
+    (full, full_rows), (fast, fast_rows) = schedules[False], schedules[True]
+    assert fast.ratios == full.ratios
+    torch.testing.assert_close(
+        torch.tensor(fast.validation_scores), torch.tensor(full.validation_scores)
+    )
+    kept = [[r is None for r in row] for row in full.ratios]
+    skipped = 2 * 3 * sum(sum(row) for row in kept[:-1])  # items × blends × kept
+    assert fast_rows == full_rows - skipped

@@ -176,11 +176,16 @@ def test_the_command_equals_calibrate_schedule_by_hand(calibrated):
 
 def expected_passes(schedule: RatioSchedule, chunks: int, blends: int) -> int:
     """y0 once per chunk; per step, ``blends`` candidate weights (r = 1 is y0, reused)
-    per source, then the chosen weight of every source that moves is run once more to
-    advance the trajectory (calibrate_schedule keeps no candidate outputs)."""
+    per source that did not keep its estimate at the step before (one that kept can
+    only keep again: it is not recomputed), then the chosen weight of every source that
+    moves is run once more to advance the trajectory (calibrate_schedule keeps no
+    candidate outputs)."""
     moved = sum(r is not None and r != 1.0 for row in schedule.ratios for r in row)
     n_src = schedule.num_sources
-    return chunks * (1 + schedule.steps * blends * n_src + moved)
+    searched = [n_src] + [
+        sum(r is not None for r in row) for row in schedule.ratios[:-1]
+    ]
+    return chunks * (1 + blends * sum(searched) + moved)
 
 
 def test_forward_passes_have_their_known_count(calibrated):
@@ -295,6 +300,12 @@ def test_chunks_with_an_inactive_stem_are_left_out(tmp_path):
     # evenly spaced over the 5 active chunks: the first and the last
     first, last = list(chunks)[0][0][:1], list(chunks)[-1][0][-1:]
     torch.testing.assert_close(torch.cat([m for m, _ in few]), torch.cat([first, last]))
+    # the first active chunk(s) of every song: utt0 starts with the inactive chunk
+    per_song = SongChunks(folder, num_stems=2, chunk_seconds=0.1, chunks_per_song=1)
+    assert per_song.keys() == [("utt0", pytest.approx(0.1)), ("utt1", 0.0)]
+    keyed = list(per_song.keyed())
+    assert [(song, start) for song, start, _, _ in keyed] == per_song.keys()
+    torch.testing.assert_close(keyed[0][2], list(chunks)[0][0][:1])  # 1st active
 
 
 def test_stem_levels_are_relative_to_the_mixture():

@@ -2,8 +2,10 @@
 
 Multi-step inference with a reference metric is an **oracle**; the deployable mode fixes
 the blend of every step and source beforehand, on a validation set:
-:func:`calibrate_schedule` chooses the :class:`~.schedule.RatioSchedule` greedily along
-the trajectory it produces, :func:`trace_schedule` replays a schedule and scores every
+:func:`calibrate_schedule` chooses the :class:`~.schedule.RatioSchedule`, either greedily
+along the trajectory it produces (``form="greedy"``: a weight per step and source) or
+as one weight per source held for a chosen number of steps (``form="constant"``, fewer
+free values: 2 per source), :func:`trace_schedule` replays a schedule and scores every
 step under several metrics (measurement only), :class:`CountingSeparateFn` counts what
 it costs, and :func:`write_report` / :func:`format_table` write and print the result.
 Running all of it for a trained model on song folders is
@@ -35,6 +37,9 @@ from espnet2_ext.utils.atomic import atomic_write_json
 #: ``(mixture [b, C, L], references [b, N, C, L])``: one validation item.
 Item = Tuple[torch.Tensor, torch.Tensor]
 
+#: Schedule forms of :func:`calibrate_schedule`.
+FORMS = ("greedy", "constant")
+
 
 # ---------------------------------------------------------------------- calibration
 @torch.no_grad()
@@ -51,14 +56,23 @@ def calibrate_schedule(
     candidate_batch: Optional[int] = None,
     reuse_mixture_pass: bool = True,
     sources: Optional[Sequence[str]] = None,
+    form: str = "greedy",
+    skip_converged: bool = True,
 ) -> RatioSchedule:
     """Choose a fixed schedule of mixture weights on a validation set.
 
-    Greedy over steps, along the trajectory the schedule itself produces: at step ``t``
-    every validation item is at ``y_{t−1}`` of the schedule so far; each candidate weight
-    (and keeping ``y_{t−1}``) is scored on every item, and the weight with the highest
-    mean score (over items and channels; per source unless ``per_source`` is False) is
-    fixed for step ``t``. The validation mean therefore never decreases with the step.
+    ``form="greedy"``: greedy over steps, along the trajectory the schedule itself
+    produces: at step ``t`` every validation item is at ``y_{t−1}`` of the schedule so
+    far; each candidate weight (and keeping ``y_{t−1}``) is scored on every item, and the
+    weight with the highest mean score (over items and channels; per source unless
+    ``per_source`` is False) is fixed for step ``t``. The validation mean therefore never
+    decreases with the step. With ``skip_converged`` (and weights that do not change
+    with the step), a source that keeps its estimate at step ``t`` keeps it at every
+    later step (its candidates and their mean scores repeat), so it is not recomputed;
+    once every source keeps, the remaining steps are "keep" without a pass.
+
+    ``form="constant"``: :func:`calibrate_constant` (one weight per source, held for
+    the first ``t_n`` steps; both chosen on the validation mean).
 
     Args:
         separate_fn: as for :class:`MultiStepSeparator`.
@@ -70,10 +84,27 @@ def calibrate_schedule(
         metric: registry name of the metric to maximise (an oracle one is usual).
         per_source: a weight per source (True) or one shared by all sources.
         sources: optional source names stored in the schedule.
+        form: ``"greedy"`` or ``"constant"`` (:data:`FORMS`).
+        skip_converged: leave out sources that can no longer change (greedy form).
 
     Returns:
         the :class:`RatioSchedule`, with the validation mean after every step.
     """
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    if form == "constant":
+        return calibrate_constant(
+            separate_fn,
+            validation,
+            steps=steps,
+            candidates=candidates,
+            grid=grid,
+            ratios=ratios,
+            metric=metric,
+            per_source=per_source,
+            reuse_mixture_pass=reuse_mixture_pass,
+            sources=sources,
+        )
     runner = MultiStepSeparator(
         separate_fn,
         steps=steps,
@@ -113,8 +144,17 @@ def calibrate_schedule(
         totals += s.double().sum(dim=(0, 2)).cpu()
         count += s.shape[0] * s.shape[2]
     validation_scores = [(totals / count).tolist()]
+    converged = torch.zeros(n_src, dtype=torch.bool)  # sources that can only keep
+    previous_ratios: Optional[List[float]] = None
     for step in range(1, runner.steps + 1):
         step_ratios = runner.step_ratios(step)
+        if not (skip_converged and step_ratios == previous_ratios):
+            converged[:] = False  # new weights: every candidate is new
+        previous_ratios = step_ratios
+        if bool(converged.all()):  # nothing can change any more
+            schedule_rows.append([None] * n_src)
+            validation_scores.append(list(validation_scores[-1]))
+            continue
         # row 0: keep y_{t−1}; row k + 1: weight step_ratios[k]; summed over items
         sums = torch.zeros(len(step_ratios) + 1, n_src, dtype=torch.float64)
         count = 0
@@ -122,7 +162,10 @@ def calibrate_schedule(
             keep = runner.score(prev, ref, mix)  # [b, N, C']
             sums[0] += keep.double().sum(dim=(0, 2)).cpu()
             count += keep.shape[0] * keep.shape[2]
-            for k, _, candidate in runner.iter_candidates(mix, prev, y0, step_ratios):
+            # a converged source's candidate is y_{t−1} itself: its means tie "keep"
+            for k, _, candidate in runner.iter_candidates(
+                mix, prev, y0, step_ratios, sources=~converged
+            ):
                 score = runner.score(candidate, ref, mix)
                 sums[k + 1] += score.double().sum(dim=(0, 2)).cpu()
         means = sums / count  # [K + 1, N]
@@ -136,7 +179,12 @@ def calibrate_schedule(
         for state in states:
             mix, ref, y0, prev = state
             state[3] = apply_schedule_step(runner, mix, prev, y0, row)
+        kept = torch.tensor([r is None for r in row])
+        # a per-source metric: a source that kept repeats its step; a joint one
+        # depends on the others, so only "every source kept" repeats
+        converged = kept if not runner.metric.joint else kept.all().expand(n_src)
     search = {
+        "form": "greedy",
         "grid": grid if ratios is None else "explicit",
         "candidates": runner.candidates,
         "per_source": bool(per_source),
@@ -146,6 +194,131 @@ def calibrate_schedule(
         search["ratios"] = [float(r) for r in ratios]
     return RatioSchedule(
         ratios=schedule_rows,
+        metric=runner.metric.name,
+        oracle=runner.metric.requires_reference,
+        sources=None if sources is None else list(sources),
+        validation_scores=validation_scores,
+        search=search,
+    )
+
+
+@torch.no_grad()
+def calibrate_constant(
+    separate_fn: SeparateFn,
+    validation: Sequence[Tuple[torch.Tensor, Optional[torch.Tensor]]],
+    *,
+    steps: Optional[int] = None,
+    candidates: Optional[int] = None,
+    grid: str = "uniform",
+    ratios: Optional[Sequence[float]] = None,
+    metric: str = "snr",
+    per_source: bool = True,
+    reuse_mixture_pass: bool = True,
+    sources: Optional[Sequence[str]] = None,
+) -> RatioSchedule:
+    """A schedule of one weight per source, held for a chosen number of steps.
+
+    Every weight ``r`` of the grid is applied at every step, to every source, for
+    ``T`` steps (the schedule mode's trajectory: source ``n`` becomes
+    ``f(r x0 + (1 − r) y_{t−1,n})[n]``), and the metric is averaged over the
+    validation items after each step. Source ``n`` then gets the pair ``(r_n, t_n)``
+    with the highest mean (``t_n = 0``: one-step inference, "keep" throughout); the
+    schedule applies ``r_n`` at steps ``1 … t_n`` and keeps afterwards. Two values per
+    source instead of the greedy form's ``T``, chosen on whole trajectories: less room to
+    fit the validation items' noise. Costs ``1 + T (K − 1) N`` passes per item (one
+    trajectory per weight below 1: a weight of 1 gives ``y0`` at every step).
+
+    Args: as for :func:`calibrate_schedule`; the weights must be the same at every step
+    (uniform grid or explicit ratios); ``per_source`` False chooses one pair for all
+    sources.
+
+    Returns:
+        the :class:`RatioSchedule`, with the validation mean after every step.
+    """
+    runner = MultiStepSeparator(
+        separate_fn,
+        steps=steps,
+        candidates=candidates,
+        grid=grid,
+        ratios=ratios,
+        metric=metric,
+        per_channel=True,
+        reuse_mixture_pass=reuse_mixture_pass,
+    )
+    weights = runner.step_ratios(1)
+    if any(runner.step_ratios(t) != weights for t in range(2, runner.steps + 1)):
+        raise ValueError(
+            "the constant form holds one weight for many steps: use the uniform grid "
+            "or explicit ratios (the narrowing grid changes the weights every step)"
+        )
+    tried = [r for r in weights if not (reuse_mixture_pass and r == 1.0)]
+    items = list(validation)
+    if not items:
+        raise ValueError("the validation set is empty")
+    n_steps = runner.steps
+    sums: Optional[torch.Tensor] = None  # [R, T + 1, N]
+    count = 0
+    for i, (mix, ref) in enumerate(items):
+        if mix.dim() != 3:
+            raise ValueError(
+                f"validation[{i}]: mixture must be [b, C, L], got {tuple(mix.shape)}"
+            )
+        y0 = runner.run_separator(mix, None)
+        ref = runner.check_reference(ref, y0)
+        if runner.metric.requires_reference and ref is None:
+            raise ValueError(
+                f"validation[{i}] has no reference but metric {metric!r} needs one"
+            )
+        n_src = y0.shape[1]
+        if sums is None:
+            sums = torch.zeros(len(tried) + 1, n_steps + 1, n_src, dtype=torch.float64)
+        first = runner.score(y0, ref, mix)  # [b, N, C']
+        count += first.shape[0] * first.shape[2]
+        # row 0: "keep" (y0 at every step); row j + 1: weight tried[j]
+        sums[:, 0] += first.double().sum(dim=(0, 2)).cpu()
+        sums[0, 1:] += first.double().sum(dim=(0, 2)).cpu()
+        for j, r in enumerate(tried):
+            estimate = y0
+            for t in range(1, n_steps + 1):
+                estimate = apply_schedule_step(runner, mix, estimate, y0, [r] * n_src)
+                score = runner.score(estimate, ref, mix)
+                sums[j + 1, t] += score.double().sum(dim=(0, 2)).cpu()
+    means = sums / count  # [R, T + 1, N]
+    n_src = means.shape[2]
+    if sources is not None and len(sources) != n_src:
+        raise ValueError(f"{len(sources)} source names for {n_src} separator outputs")
+    flat = means.reshape(-1, n_src)  # (weight, steps) pairs; the first is "keep"
+    if per_source:
+        best = torch.argmax(flat, dim=0)  # first maximum: keeping wins ties
+    else:
+        best = torch.argmax(flat.mean(dim=1)).expand(n_src)
+    pairs = [divmod(int(b), n_steps + 1) for b in best]  # (row, t_n)
+    held = [
+        (None, 0) if j == 0 or t == 0 else (tried[j - 1], t) for j, t in pairs
+    ]  # (r_n, t_n)
+    rows = [
+        [r if r is not None and step <= t else None for r, t in held]
+        for step in range(1, n_steps + 1)
+    ]
+    validation_scores = [
+        [float(means[j, min(step, t), n]) for n, (j, t) in enumerate(pairs)]
+        for step in range(n_steps + 1)
+    ]
+    search = {
+        "form": "constant",
+        "grid": grid if ratios is None else "explicit",
+        "candidates": runner.candidates,
+        "per_source": bool(per_source),
+        "validation_items": count // max(1, first.shape[2]),
+        "held_steps": [t for _, t in held],
+        "mean_by_weight": {
+            f"{r:g}": means[j + 1].tolist() for j, r in enumerate(tried)
+        },
+    }
+    if ratios is not None:
+        search["ratios"] = [float(r) for r in ratios]
+    return RatioSchedule(
+        ratios=rows,
         metric=runner.metric.name,
         oracle=runner.metric.requires_reference,
         sources=None if sources is None else list(sources),

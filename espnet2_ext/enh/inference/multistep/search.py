@@ -37,8 +37,24 @@ What this module does, and why:
 * **Not copied from the speech scripts:** they divide a blended input by its peak when
   it exceeds 1 and never scale the output back, which changes the estimate's level; a
   convex blend of the mixture and the estimates stays within their own range anyway.
+* **Joint metrics** (such as the built-in reference-free ``mixture_consistency``) score
+  a source's candidate together with the other sources' current estimates. The sources
+  are then updated one after another within a step (Gauss–Seidel: source ``n`` is
+  scored with sources ``< n`` already updated), so the metric of the whole set still
+  never decreases. The candidates themselves are the same as for any metric.
+* **Converged stems are not recomputed** (``skip_converged``, on by default; uniform
+  grid or explicit ratios, whose weights are the same at every step). If every channel
+  of source ``n`` of an item kept its previous estimate at step ``t``, its blends at
+  step ``t + 1`` are those of step ``t``, so are its candidates and their scores: it
+  keeps again, at every later step. With a per-source metric such a source is left out
+  of the separator calls; with a joint metric an item is left out once no source
+  changed. The estimates are those of the full search (up to the float rounding of a
+  separator batch of another size); the pass counts show what was run.
+* **Measurement traces** (``trace_metrics``): more metrics scored after every step on
+  the selected estimate when references are given, never used to select.
 * **Three modes.** An oracle metric (SNR, SI-SDR against the references) — every result is
-  labelled *oracle*; a non-intrusive metric registered by the user (blind, deployable);
+  labelled *oracle*; a non-intrusive metric (blind, deployable: the built-in
+  ``mixture_consistency`` or one registered by the user);
   or a fixed schedule of ratios per step and source
   (:class:`~espnet2_ext.enh.inference.multistep.schedule.RatioSchedule`) chosen on a
   validation set by
@@ -134,6 +150,11 @@ class MultiStepSeparator:
             loop, one call per candidate).
         reuse_mixture_pass: reuse ``y0`` for a weight of exactly 1 instead of running the
             separator on the unchanged mixture again.
+        skip_converged: do not recompute the candidates of a source (per-source
+            metric) or an item (joint metric) that kept its estimate at the previous
+            step, when the weights do not change with the step (module docstring).
+        trace_metrics: registry names of metrics scored after every step when
+            references are given (measurement only; ``info["traces"]``).
     """
 
     def __init__(
@@ -149,6 +170,8 @@ class MultiStepSeparator:
         per_channel: bool = True,
         candidate_batch: Optional[int] = None,
         reuse_mixture_pass: bool = True,
+        skip_converged: bool = True,
+        trace_metrics: Sequence[str] = (),
     ):
         if not callable(separate_fn):
             raise TypeError(f"separate_fn must be callable, got {separate_fn!r}")
@@ -164,6 +187,14 @@ class MultiStepSeparator:
         self.per_channel = bool(per_channel)
         self.candidate_batch = candidate_batch
         self.reuse_mixture_pass = bool(reuse_mixture_pass)
+        self.skip_converged = bool(skip_converged)
+        self.trace_metrics: List[Metric] = [get_metric(m) for m in trace_metrics]
+        for m in self.trace_metrics:
+            if m.joint:
+                raise ValueError(
+                    f"trace metric {m.name!r} is a joint metric; trace per-source "
+                    "metrics (snr, si_sdr) — the selection metric is traced anyway"
+                )
 
         if isinstance(schedule, (str, Path)):
             schedule = RatioSchedule.load(schedule)
@@ -318,6 +349,7 @@ class MultiStepSeparator:
         previous: torch.Tensor,
         y0: torch.Tensor,
         ratios: Sequence[float],
+        sources: Optional[torch.Tensor] = None,
     ) -> Iterator[Tuple[int, float, torch.Tensor]]:
         """The candidates of one step, every source blended with the same weight.
 
@@ -330,16 +362,24 @@ class MultiStepSeparator:
             previous: y_{t−1} [B, N, C, L].
             y0: the one-step estimate f(x0) [B, N, C, L].
             ratios: the K mixture weights of the step.
+            sources: bool [N], the sources whose blends are separated (default: all);
+                the candidate of any other source is ``y_{t−1}`` itself (it never
+                wins: ties keep the previous estimate).
 
         Yields:
             ``(k, ratios[k], candidate [B, N, C, L])`` for every weight.
         """
         n_src = previous.shape[1]
-        all_sources = torch.arange(n_src, device=previous.device)
+        if sources is None:
+            index = torch.arange(n_src, device=previous.device)
+        else:
+            index = torch.nonzero(sources.to(previous.device)).flatten()
         to_run = []
         for k, r in enumerate(ratios):
             if self.reuse_mixture_pass and r == 1.0:
                 yield k, r, y0  # f(1 · x0 + 0 · y_{t−1}) is y0
+            elif index.numel() == 0:
+                yield k, r, previous  # nothing to recompute: every source converged
             else:
                 to_run.append((k, r))
         group = self.candidate_batch or max(len(to_run), 1)
@@ -349,10 +389,15 @@ class MultiStepSeparator:
                 [r for _, r in part], dtype=mixture.dtype, device=mixture.device
             )
             outs = self.separate_blends(
-                mixture, previous, weights[:, None].expand(-1, n_src), all_sources
+                mixture, previous, weights[:, None].expand(-1, index.numel()), index
             )
             for g, (k, r) in enumerate(part):
-                yield k, r, outs[g]
+                if index.numel() == n_src:
+                    yield k, r, outs[g]
+                else:
+                    candidate = previous.clone()
+                    candidate[:, index] = outs[g]
+                    yield k, r, candidate
             del outs
 
     def score(
@@ -360,6 +405,7 @@ class MultiStepSeparator:
         estimate: torch.Tensor,
         reference: Optional[torch.Tensor],
         mixture: torch.Tensor,
+        current: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """The selection scores of ``estimate`` under this object's metric.
 
@@ -367,12 +413,14 @@ class MultiStepSeparator:
             estimate: [B, N, C, L].
             reference: [B, N, C, L], or ``None`` for a non-intrusive metric.
             mixture: x0 [B, C, L].
+            current: for a joint metric, the current estimates [B, N, C, L] each
+                source's candidate is scored with (default: ``estimate`` itself).
 
         Returns:
             [B, N, C] with per-channel selection, else [B, N, 1] (the channel mean, or
             the metric's own [B, N]); NaN counts as −inf.
         """
-        scores = self.metric(estimate, reference, mixture)
+        scores = self.metric(estimate, reference, mixture, current)
         if scores.dim() == 2:
             scores = scores[..., None]
         elif not self.per_channel:
@@ -400,6 +448,22 @@ class MultiStepSeparator:
     def _can_score(self, reference: Optional[torch.Tensor]) -> bool:
         return reference is not None or not self.metric.requires_reference
 
+    def _measure(
+        self,
+        estimate: torch.Tensor,
+        reference: Optional[torch.Tensor],
+        mixture: torch.Tensor,
+        traces: Dict[str, List[torch.Tensor]],
+    ) -> None:
+        """Append the trace metrics of ``estimate`` ([B, N, C] each) to ``traces``."""
+        if reference is None:
+            return
+        for metric in self.trace_metrics:
+            value = metric(estimate, reference, mixture)
+            traces.setdefault(metric.name, []).append(
+                value if value.dim() == 3 else value[..., None]
+            )
+
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def separate(
@@ -410,7 +474,8 @@ class MultiStepSeparator:
         Args:
             mixture: x0 [B, C, L].
             reference: true sources [B, N, C, L]; required by an oracle metric in search
-                mode, optional otherwise (then only used for the trace).
+                mode, optional otherwise (then only used for the traces: a schedule or
+                a non-intrusive metric never sees it).
 
         Returns:
             estimates [B, N, C, L] and an info dict:
@@ -422,6 +487,8 @@ class MultiStepSeparator:
               kept (C' = C with per-channel selection, else 1);
             * ``trace`` [T + 1, B, N, C'] metric of the estimate after each step (step 0:
               one-step inference), or ``None`` if the metric cannot be computed;
+            * ``traces``: ``{name: [T + 1, B, N, C]}`` of the ``trace_metrics`` (empty
+              without references);
             * ``forward_passes`` (separator input signals in total, all items),
               ``passes_per_item``, ``separator_calls``, ``seconds``.
         """
@@ -440,13 +507,14 @@ class MultiStepSeparator:
         calls0, rows0 = self._calls, self._rows
         y0 = self.run_separator(mixture, None)
         reference = self.check_reference(reference, y0)
+        traces: Dict[str, List[torch.Tensor]] = {}
         if self.mode == "schedule":
             estimate, chosen, trace, ratio_lists = self._run_schedule(
-                mixture, y0, reference
+                mixture, y0, reference, traces
             )
         else:
             estimate, chosen, trace, ratio_lists = self._run_search(
-                mixture, y0, reference
+                mixture, y0, reference, traces
             )
         rows = self._rows - rows0
         info = {
@@ -458,6 +526,7 @@ class MultiStepSeparator:
             "candidate_ratios": ratio_lists,
             "chosen_ratio": chosen,
             "trace": trace,
+            "traces": {name: torch.stack(values) for name, values in traces.items()},
             "forward_passes": rows,
             "passes_per_item": rows / mixture.shape[0],
             "separator_calls": self._calls - calls0,
@@ -470,26 +539,38 @@ class MultiStepSeparator:
         mixture: torch.Tensor,
         y0: torch.Tensor,
         reference: Optional[torch.Tensor],
+        traces: Dict[str, List[torch.Tensor]],
     ):
         previous = y0
         best_score = self.score(previous, reference, mixture)  # [B, N, C']
         trace = [best_score]
+        self._measure(previous, reference, mixture, traces)
         chosen_all, ratio_lists = [], []
+        # [B, N]: the (item, source) pairs whose candidates may still change
+        active = torch.ones(y0.shape[:2], dtype=torch.bool, device=y0.device)
         for step in range(1, self.steps + 1):
             ratios = self.step_ratios(step)
+            if not (self.skip_converged and ratio_lists and ratios == ratio_lists[-1]):
+                active[:] = True  # new weights: every candidate is new
             ratio_lists.append(ratios)
-            best = previous
-            chosen = torch.full_like(best_score, math.nan)
-
-            for _, r, candidate in self.iter_candidates(mixture, previous, y0, ratios):
-                score = self.score(candidate, reference, mixture)
-                better = score > best_score  # strict: ties keep the earlier candidate
-                best = torch.where(better[..., None], candidate, best)
-                best_score = torch.where(better, score, best_score)
-                chosen = torch.where(better, torch.full_like(chosen, r), chosen)
+            if self.metric.joint:
+                best, best_score, chosen = self._joint_step(
+                    mixture, previous, y0, reference, ratios, best_score, active
+                )
+                # an item converges when none of its sources changed
+                kept_all = torch.isnan(chosen).all(dim=2).all(dim=1, keepdim=True)
+                active = ~kept_all.expand_as(active)
+            else:
+                best, best_score, chosen = self._source_step(
+                    mixture, previous, y0, reference, ratios, best_score, active
+                )
+                active = ~torch.isnan(chosen).all(
+                    dim=2
+                )  # a source kept in every channel
             previous = best
             trace.append(best_score)
             chosen_all.append(chosen)
+            self._measure(previous, reference, mixture, traces)
         chosen_t = (
             torch.stack(chosen_all)
             if chosen_all
@@ -497,11 +578,61 @@ class MultiStepSeparator:
         )
         return previous, chosen_t, torch.stack(trace), ratio_lists
 
+    def _source_step(
+        self, mixture, previous, y0, reference, ratios, best_score, active
+    ):
+        """One search step with a per-source metric: the best candidate per source.
+
+        Returns (y_t [B, N, C, L], its scores [B, N, C'], chosen weight [B, N, C'] with
+        NaN where the previous estimate was kept).
+        """
+        best = previous
+        chosen = torch.full_like(best_score, math.nan)
+        run = active.any(dim=0)  # [N]: a source converged in every item is left out
+        for _, r, candidate in self.iter_candidates(
+            mixture, previous, y0, ratios, sources=run
+        ):
+            score = self.score(candidate, reference, mixture)
+            better = score > best_score  # strict: ties keep the earlier candidate
+            best = torch.where(better[..., None], candidate, best)
+            best_score = torch.where(better, score, best_score)
+            chosen = torch.where(better, torch.full_like(chosen, r), chosen)
+        return best, best_score, chosen
+
+    def _joint_step(self, mixture, previous, y0, reference, ratios, best_score, active):
+        """One search step with a joint metric: sources updated one after another.
+
+        Source ``n`` takes its best candidate scored with the current estimates of the
+        others (sources ``< n`` already updated in this step); every source's
+        candidates are those of :meth:`iter_candidates` (blends of ``y_{t−1}``).
+        Returns as :meth:`_source_step`; the scores are those of the whole new set.
+        """
+        chosen = torch.full_like(best_score, math.nan)
+        if not bool(active.any()):  # every item converged: nothing changes
+            return previous, best_score, chosen
+        candidates = [
+            (r, candidate)
+            for _, r, candidate in self.iter_candidates(mixture, previous, y0, ratios)
+        ]
+        best = previous.clone()
+        for n in range(previous.shape[1]):
+            keep = self.score(best, reference, mixture, best)[:, n]  # [B, C']
+            for r, candidate in candidates:
+                score = self.score(candidate, reference, mixture, best)[:, n]
+                better = score > keep
+                best[:, n] = torch.where(better[..., None], candidate[:, n], best[:, n])
+                keep = torch.where(better, score, keep)
+                chosen[:, n] = torch.where(
+                    better, torch.full_like(keep, r), chosen[:, n]
+                )
+        return best, self.score(best, reference, mixture), chosen
+
     def _run_schedule(
         self,
         mixture: torch.Tensor,
         y0: torch.Tensor,
         reference: Optional[torch.Tensor],
+        traces: Dict[str, List[torch.Tensor]],
     ):
         n_batch, n_src = y0.shape[:2]
         if n_src != self.schedule.num_sources:
@@ -512,10 +643,12 @@ class MultiStepSeparator:
         traced = self._can_score(reference)
         previous = y0
         trace = [self.score(previous, reference, mixture)] if traced else None
+        self._measure(previous, reference, mixture, traces)
         for ratios in self.schedule.ratios:
             previous = apply_schedule_step(self, mixture, previous, y0, ratios)
             if traced:
                 trace.append(self.score(previous, reference, mixture))
+            self._measure(previous, reference, mixture, traces)
         chosen = torch.tensor(
             [
                 [math.nan if r is None else r for r in row]
@@ -551,18 +684,23 @@ class MultiStepSeparator:
         """Totals over :attr:`records` (e.g. all chunks of the songs of one run).
 
         Returns ``label``, ``calls``, ``forward_passes``, ``separator_calls``,
-        ``seconds`` and ``mean_trace`` [T + 1] (metric after each step, mean over all
-        items, sources and channels of all calls; ``None`` if not traced) and
-        ``mean_trace_per_source`` [T + 1, N].
+        ``seconds``, ``mean_trace`` [T + 1] (metric after each step, mean over all
+        items, sources and channels of all calls; ``None`` if not traced),
+        ``mean_trace_per_source`` [T + 1, N] and ``mean_traces_per_source``
+        ``{name: [T + 1, N]}`` of the trace metrics (those every call traced).
         """
         if not self.records:
             raise ValueError("no calls recorded yet")
-        traces = [r["trace"] for r in self.records if r["trace"] is not None]
-        per_source = None
-        if traces and len(traces) == len(self.records):
-            # mean over items and channels, weighted by items: [T+1, N]
+
+        def per_source(traces):  # [T+1, b, N, C'] each → mean over items, channels
             stacked = torch.cat([t.cpu() for t in traces], dim=1)  # [T+1, ΣB, N, C']
-            per_source = stacked.mean(dim=(1, 3))
+            return stacked.mean(dim=(1, 3))
+
+        traces = [r["trace"] for r in self.records if r["trace"] is not None]
+        selected = (
+            per_source(traces) if traces and len(traces) == len(self.records) else None
+        )
+        names = set.intersection(*(set(r.get("traces", {})) for r in self.records))
         return {
             "label": self.label,
             "metric_label": self.records[0]["metric_label"],
@@ -570,8 +708,12 @@ class MultiStepSeparator:
             "forward_passes": sum(r["forward_passes"] for r in self.records),
             "separator_calls": sum(r["separator_calls"] for r in self.records),
             "seconds": sum(r["seconds"] for r in self.records),
-            "mean_trace": None if per_source is None else per_source.mean(dim=1),
-            "mean_trace_per_source": per_source,
+            "mean_trace": None if selected is None else selected.mean(dim=1),
+            "mean_trace_per_source": selected,
+            "mean_traces_per_source": {
+                name: per_source([r["traces"][name] for r in self.records])
+                for name in sorted(names)
+            },
         }
 
 

@@ -79,6 +79,8 @@ class SongChunks:
         max_chunks: keep at most this many active chunks, evenly spaced over the set.
         inactive_threshold_db: leave out chunks where a stem is below this level
             relative to the mixture; ``None`` keeps every chunk.
+        chunks_per_song: keep the first this many active chunks of every song (a fixed
+            rule that does not look at any result; before ``max_chunks``).
 
     Raises:
         ValueError: invalid sizes, or no chunk is left.
@@ -94,6 +96,7 @@ class SongChunks:
         batch_chunks: int = 1,
         max_chunks: Optional[int] = None,
         inactive_threshold_db: Optional[float] = -60.0,
+        chunks_per_song: Optional[int] = None,
     ):
         if chunk_seconds <= 0:
             raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
@@ -101,6 +104,10 @@ class SongChunks:
             raise ValueError(f"batch_chunks must be >= 1, got {batch_chunks}")
         if max_chunks is not None and max_chunks < 1:
             raise ValueError(f"max_chunks must be >= 1 or None, got {max_chunks}")
+        if chunks_per_song is not None and chunks_per_song < 1:
+            raise ValueError(
+                f"chunks_per_song must be >= 1 or None, got {chunks_per_song}"
+            )
         self.data_dir = Path(data_dir)
         self.chunk_seconds = chunk_seconds
         self.chunk_samples = int(round(chunk_seconds * sample_rate))
@@ -121,9 +128,18 @@ class SongChunks:
                     active.append((i, j))
         self.inactive_chunks = self.total_chunks - len(active)
         self.skipped_chunks = 0
+        if chunks_per_song is not None:
+            per_song: Dict[int, int] = {}
+            kept = []
+            for i, j in active:
+                per_song[i] = per_song.get(i, 0) + 1
+                if per_song[i] <= chunks_per_song:
+                    kept.append((i, j))
+            self.skipped_chunks += len(active) - len(kept)
+            active = kept
         if max_chunks is not None and len(active) > max_chunks:
             pick = np.linspace(0, len(active) - 1, max_chunks).round().astype(int)
-            self.skipped_chunks = len(active) - max_chunks
+            self.skipped_chunks += len(active) - max_chunks
             active = [active[k] for k in pick]
         if not active:
             raise ValueError(
@@ -138,6 +154,30 @@ class SongChunks:
     def num_chunks(self) -> int:
         """Chunks yielded by an iteration."""
         return len(self.selected)
+
+    def keys(self) -> List[Tuple[str, float]]:
+        """``(song uid, start in seconds)`` of every selected chunk, in order."""
+        return [
+            (self.songs[i].uid, j * self.chunk_samples / self.sample_rate)
+            for i, j in self.selected
+        ]
+
+    def keyed(self) -> Iterator[Tuple[str, float, torch.Tensor, torch.Tensor]]:
+        """The selected chunks one at a time, with their key: ``(song uid, start in
+        seconds, mixture [1, C, L], references [1, N, C, L])``."""
+        wanted: Dict[int, set] = {}
+        for i, j in self.selected:
+            wanted.setdefault(i, set()).add(j)
+        for i in sorted(wanted):
+            chunks = song_chunks(self.songs[i], self.chunk_samples, self.sample_rate)
+            for j, (mix, ref) in enumerate(chunks):
+                if j in wanted[i]:
+                    yield (
+                        self.songs[i].uid,
+                        j * self.chunk_samples / self.sample_rate,
+                        torch.from_numpy(np.ascontiguousarray(mix))[None],
+                        torch.from_numpy(np.ascontiguousarray(ref))[None],
+                    )
 
     def describe(self) -> Dict[str, int]:
         return {
@@ -190,9 +230,11 @@ def run_calibration(
     metric: str = "snr",
     per_source: bool = True,
     candidate_batch: Optional[int] = None,
+    form: str = "greedy",
     chunk_seconds: float = 6.0,
     batch_chunks: int = 1,
     max_chunks: Optional[int] = None,
+    chunks_per_song: Optional[int] = None,
     inactive_threshold_db: Optional[float] = -60.0,
     trace_metrics: Sequence[str] = ("snr", "si_sdr"),
     eval_data: Sequence[Union[str, Path]] = (),
@@ -214,10 +256,10 @@ def run_calibration(
         output: schedule file (``.yaml``, ``.yml`` or ``.json``).
         report: report JSON (default: :data:`REPORT_NAME` beside ``output``).
         stems: output names (default: the MUSDB stems for a 4-output model).
-        steps, candidates, grid, ratios, metric, per_source, candidate_batch: the
-            search, as for ``calibrate_schedule``.
-        chunk_seconds, batch_chunks, max_chunks, inactive_threshold_db: the chunks,
-            as for :class:`SongChunks`.
+        steps, candidates, grid, ratios, metric, per_source, candidate_batch, form:
+            the search, as for ``calibrate_schedule``.
+        chunk_seconds, batch_chunks, max_chunks, chunks_per_song,
+            inactive_threshold_db: the chunks, as for :class:`SongChunks`.
         trace_metrics: metrics traced along the steps (empty: no traces).
         eval_data: more folders on which the fixed schedule is traced.
         trace_validation: trace on the validation chunks too.
@@ -255,12 +297,13 @@ def run_calibration(
         batch_chunks=batch_chunks,
         max_chunks=max_chunks,
         inactive_threshold_db=inactive_threshold_db,
+        chunks_per_song=chunks_per_song,
     )
     valid = SongChunks(data_dir, **chunk_options)
     logging.info(
         f"{data_dir}: {valid.num_chunks} chunks of {chunk_seconds} s from "
         f"{len(valid.songs)} songs ({valid.inactive_chunks} with an inactive stem and "
-        f"{valid.skipped_chunks} beyond --max_chunks left out)"
+        f"{valid.skipped_chunks} beyond --chunks_per_song/--max_chunks left out)"
     )
     separate_fn = CountingSeparateFn(espnet_model_separate_fn(model))
     start = time.perf_counter()
@@ -275,6 +318,7 @@ def run_calibration(
         per_source=per_source,
         candidate_batch=candidate_batch,
         sources=stems,
+        form=form,
     )
     wall = time.perf_counter() - start
     cost = {**separate_fn.cost(), "wall_seconds": round(wall, 3)}
@@ -302,7 +346,12 @@ def run_calibration(
         tracer = CountingSeparateFn(espnet_model_separate_fn(model))
         sets = [(str(data_dir), valid)] if trace_validation else []
         sets += [
-            (str(d), SongChunks(d, **{**chunk_options, "max_chunks": None}))
+            (
+                str(d),
+                SongChunks(
+                    d, **{**chunk_options, "max_chunks": None, "chunks_per_song": None}
+                ),
+            )
             for d in eval_data
         ]
         for name, chunks in sets:
