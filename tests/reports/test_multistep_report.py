@@ -27,7 +27,12 @@ from espnet2_ext.enh.inference.multistep import (
     calibrate_schedule,
 )
 from espnet2_ext.enh.inference.multistep import calibration as calib
+from espnet2_ext.enh.inference.multistep.evaluation import (
+    EVALUATION_FORMAT,
+    EVALUATION_VERSION,
+)
 from espnet2_ext.reports import multistep as report_lib
+from espnet2_ext.reports import multistep_chunks as chunks_lib
 from espnet2_ext.reports import multistep_runs as runs_lib
 from espnet2_ext.utils.atomic import json_default
 
@@ -356,3 +361,83 @@ def test_kind_of_labels():
     schedule = RatioSchedule(ratios=[[0.5, None]], metric="snr", oracle=True)
     scheduled = MultiStepSeparator(toy_separator, schedule=schedule)
     assert runs_lib.kind_of(scheduled.label) == runs_lib.DEPLOYABLE
+
+
+# ------------------------------------------------- fixed chunk set (multistep_evaluate)
+
+CHUNK_KEYS = [("songA", 0.0), ("songA", 6.0), ("songB", 0.0), ("songB", 6.0)]
+ONE_STEP_USDR = [[4.0, 2.0], [5.0, 1.0], [3.0, 3.0], [6.0, 0.0]]
+# the variant's gain per chunk, the same for both stems: mean 1.25, sd 1.7078
+GAIN = [1.0, 2.0, 3.0, -1.0]
+
+
+def evaluation_file(folder: Path, name: str, variant: dict, usdr, trace_len: int):
+    records = []
+    for (song, start), values in zip(CHUNK_KEYS, usdr):
+        trace = [list(values)] * trace_len
+        records.append(
+            dict(
+                song=song, start=start, usdr=list(values), csdr=list(values),
+                si_sdr=list(values), traces={"snr": trace, "si_sdr": trace},
+                kept=[[1.0, 0.5]] * (trace_len - 1), forward_passes=3,
+                seconds=1.0, cpu_seconds=2.0, wall_seconds=2.5,
+            )
+        )  # fmt: skip
+    data = dict(
+        format=EVALUATION_FORMAT, version=EVALUATION_VERSION, variant=variant,
+        data="data/test", chunks=[list(k) for k in CHUNK_KEYS], stems=list(STEMS),
+        chunk_seconds=6.0, chunks_per_song=2,
+        chunk_set=dict(songs=2, chunks=4, total_chunks=10, inactive_chunks=1,
+                       skipped_chunks=5),
+        records=records,
+        cost=dict(forward_passes=12, separator_seconds=4.0, cpu_seconds=8.0,
+                  wall_seconds=10.0),
+    )  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(data))
+
+
+def test_chunk_report_paired_differences_have_their_known_values(tmp_path):
+    run = tmp_path / "model"
+    evaluation_file(run, "onestep", dict(label="one-step", mode="one-step", steps=0),
+                    ONE_STEP_USDR, 1)  # fmt: skip
+    oracle = dict(label="multi-step oracle snr (T=2, K=3)", mode="oracle", steps=2,
+                  metric="snr", oracle=True, candidates=3)  # fmt: skip
+    better = [[u + g for u in row] for row, g in zip(ONE_STEP_USDR, GAIN)]
+    evaluation_file(run, "oracle", oracle, better, 3)
+    summary = chunks_lib.build_chunk_report({"toy": run}, tmp_path / "out")
+    (diff,) = [
+        d for d in summary["models"]["toy"]["differences"] if d["metric"] == "uSDR"
+    ]
+    assert diff["chunks"]["mean"] == pytest.approx(1.25)
+    assert diff["chunks"]["sd"] == pytest.approx(np.std(GAIN, ddof=1))
+    # 95 % t interval over 4 chunks: t(0.975, 3) = 3.1824
+    assert diff["chunks"]["ci95"] == pytest.approx(
+        3.1824 * np.std(GAIN, ddof=1) / 2, rel=1e-4
+    )
+    assert diff["songs"]["mean"] == pytest.approx(1.25)  # song means 1.5 and 1.0
+    assert diff["songs"]["sd"] == pytest.approx(np.std([1.5, 1.0], ddof=1))
+    assert (diff["better"], diff["worse"], diff["count"]) == (3, 1, 4)
+    text = (tmp_path / "out" / "RESULTS.md").read_text()
+    assert "**oracle** snr" in text
+    assert "1.25 ± 1.71" in text and "3 / 1 / 4" in text
+    assert (tmp_path / "out" / chunks_lib.IMAGE).stat().st_size > 10_000
+    scores = summary["models"]["toy"]["variants"]["onestep"]["scores"]["uSDR"]
+    assert scores["mean"] == pytest.approx(np.mean(ONE_STEP_USDR))
+
+
+def test_chunk_report_refuses_other_chunks_or_no_one_step(tmp_path):
+    run = tmp_path / "model"
+    oracle = dict(label="multi-step oracle snr (T=2, K=3)", mode="oracle", steps=2,
+                  metric="snr", oracle=True, candidates=3)  # fmt: skip
+    evaluation_file(run, "oracle", oracle, ONE_STEP_USDR, 3)
+    with pytest.raises(ValueError, match="one-step"):
+        chunks_lib.build_chunk_report({"toy": run}, tmp_path / "out")
+    evaluation_file(run, "onestep", dict(label="one-step", mode="one-step", steps=0),
+                    ONE_STEP_USDR[:3] + [ONE_STEP_USDR[0]], 1)  # fmt: skip
+    data = json.loads((run / "onestep.json").read_text())
+    data["records"][3]["start"] = 12.0
+    (run / "onestep.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="other chunks"):
+        chunks_lib.build_chunk_report({"toy": run}, tmp_path / "out")
+    assert cmd.main(["--chunk_runs", "bad", "--out_dir", str(tmp_path)]) == 1

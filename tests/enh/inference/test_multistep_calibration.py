@@ -8,6 +8,7 @@ calibration numbers, the forward-pass count has its known value, and chunks with
 inactive stem are left out.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ import torch
 import yaml
 
 from espnet2_ext.bin.multistep_calibrate import main
+from espnet2_ext.bin.multistep_evaluate import main as evaluate_main
+from espnet2_ext.bin.multistep_report import main as report_main
 from espnet2_ext.enh.head_selection_run import resolve_config
 from espnet2_ext.enh.inference.espnet_adapter import espnet_model_separate_fn
 from espnet2_ext.enh.inference.metrics_registry import get_metric
@@ -25,12 +28,14 @@ from espnet2_ext.enh.inference.multistep import (
     RatioSchedule,
     calibrate_schedule,
 )
+from espnet2_ext.enh.inference.multistep.evaluation import load_evaluation
 from espnet2_ext.enh.inference.multistep.song_calibration import (
     REPORT_NAME,
     SongChunks,
     run_calibration,
     stem_levels_db,
 )
+from espnet2_ext.metrics.music import usdr
 from espnet2_ext.zoo import load_model
 
 from conftest import FS, TINY_SEPARATOR_CONF, write_stereo_set
@@ -338,3 +343,108 @@ def test_invalid_options_are_clear_errors(tmp_path, calibrated):
          str(calibrated["model_file"]), "--data_dir", str(tmp_path / "missing"),
          "--output", str(tmp_path / "s.yaml"), "--stems", "s1", "s2"]
     ) == 1  # fmt: skip
+
+
+# ------------------------------------------------------ evaluation on a chunk set
+def evaluate(calibrated, output: Path, *extra: str) -> int:
+    return evaluate_main(
+        [
+            "--train_config", str(calibrated["config"]),
+            "--model_file", str(calibrated["model_file"]),
+            "--data_dir", str(calibrated["valid"]),
+            "--stems", "s1", "s2",
+            "--chunk_seconds", str(CHUNK), "--chunks_per_song", "2",
+            "--output", str(output), *extra,
+        ]
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def evaluated(calibrated, tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    variants = {
+        "onestep": ["--steps", "0"],
+        "oracle": ["--steps", "2", "--candidates", "3"],
+        "blind": ["--steps", "2", "--candidates", "3", "--metric",
+                  "mixture_consistency"],
+        "schedule": ["--schedule", str(calibrated["output"])],
+    }  # fmt: skip
+    codes = {name: evaluate(calibrated, root / f"{name}.json", *extra)
+             for name, extra in variants.items()}  # fmt: skip
+    results = {name: load_evaluation(root / f"{name}.json") for name in variants}
+    return dict(root=root, codes=codes, results=results)
+
+
+def test_every_variant_is_evaluated_on_the_same_chunks(calibrated, evaluated):
+    assert set(evaluated["codes"].values()) == {0}
+    results = evaluated["results"]
+    # 2 songs of 3 chunks: the first 2 of each
+    keys = [("utt0", 0.0), ("utt0", CHUNK), ("utt1", 0.0), ("utt1", CHUNK)]
+    for result in results.values():
+        assert [(r["song"], r["start"]) for r in result["records"]] == keys
+        assert not list(evaluated["root"].glob("*.partial"))
+    assert results["oracle"]["variant"]["mode"] == "oracle"
+    assert results["blind"]["variant"]["mode"] == "blind"
+    assert results["schedule"]["variant"]["mode"] == "schedule"
+    assert results["onestep"]["cost"]["forward_passes"] == 4  # one pass per chunk
+    # one-step: the project's uSDR of the model's output on each chunk, by hand
+    model, _ = load_model(calibrated["config"], calibrated["model_file"])
+    separate = espnet_model_separate_fn(model)
+    items = hand_cut_chunks(calibrated["valid"], CHUNK)
+    picked = [items[0], items[1], items[3], items[4]]
+    for (mix, ref), record in zip(picked, results["onestep"]["records"]):
+        est = separate(mix)[0].permute(0, 2, 1).double().numpy()
+        expected = usdr(ref[0].permute(0, 2, 1).double().numpy(), est)
+        np.testing.assert_allclose(record["usdr"], expected, atol=1e-4)
+        assert len(record["csdr"]) == 2
+
+
+def test_step_zero_is_one_step_and_the_oracle_never_loses(evaluated):
+    results = evaluated["results"]
+    base = [r["traces"]["snr"][0] for r in results["onestep"]["records"]]
+    for name in ("oracle", "blind", "schedule"):
+        records = results[name]["records"]
+        np.testing.assert_allclose(
+            [r["traces"]["snr"][0] for r in records], base, atol=1e-5
+        )
+        assert all(len(r["traces"]["si_sdr"]) == len(r["kept"]) + 1 for r in records)
+    for r in results["oracle"]["records"]:
+        snr = np.array(r["traces"]["snr"])
+        assert np.all(np.diff(snr, axis=0) >= -1e-6)  # per stem, channel means
+    # the blind variant records its own (reference-free) selection metric too
+    assert "mixture_consistency" in results["blind"]["records"][0]["traces"]
+
+
+def test_a_killed_evaluation_continues_from_its_partial_file(
+    calibrated, evaluated, tmp_path
+):
+    root = tmp_path  # not the evaluated folder: the report reads every file there
+    done = evaluated["results"]["onestep"]
+    output = root / "resumed.json"
+    settings = {k: done[k] for k in ("variant", "data", "chunks", "model_file",
+                                     "trace_metrics", "csdr")}  # fmt: skip
+    planted = dict(done["records"][0], usdr=[123.0, 456.0])
+    partial = root / "resumed.json.partial"
+    partial.write_text(json.dumps(settings) + "\n" + json.dumps(planted) + "\n")
+    assert evaluate(calibrated, output, "--steps", "0") == 0
+    result = load_evaluation(output)
+    assert result["records"][0]["usdr"] == [123.0, 456.0]  # taken, not recomputed
+    for a, b in zip(result["records"][1:], done["records"][1:]):
+        np.testing.assert_allclose(a["usdr"], b["usdr"], atol=1e-6)
+    assert not partial.exists()
+    # a partial file of other settings is refused, not overwritten
+    partial.write_text(json.dumps({**settings, "csdr": False}) + "\n")
+    assert evaluate(calibrated, output, "--steps", "0") == 1
+    assert partial.exists()
+
+
+def test_the_chunk_report_reads_every_variant(evaluated, tmp_path):
+    out = tmp_path / "report"
+    code = report_main(
+        ["--chunk_runs", f"toy={evaluated['root']}", "--out_dir", str(out)]
+    )
+    assert code == 0
+    text = (out / "RESULTS.md").read_text()
+    assert "**oracle** snr" in text and "mixture_consistency search" in text
+    assert "deployable schedule (a weight per step and stem, `schedule`)" in text
+    assert "step 0 of every variant is the one-step result" in text
