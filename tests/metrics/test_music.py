@@ -1,4 +1,5 @@
-"""uSDR by hand, cSDR against museval itself (silent windows included), aggregation."""
+"""uSDR by hand, cSDR against museval itself with both scorers (silent windows
+included), the active-window SDR against museval on the active stems, aggregation."""
 
 import types
 
@@ -9,11 +10,14 @@ import pytest
 from espnet2_ext.metrics.music import (
     aggregate_csdr,
     aggregate_usdr,
+    bss_eval_framewise,
+    count_defined,
     csdr,
     csdr_framewise,
     mixture_estimates,
     summarize,
     usdr,
+    window_sdr,
 )
 
 RATE = 8000  # small rate: museval's cost grows with the samples per window
@@ -68,32 +72,83 @@ def test_usdr_of_a_scaled_estimate_and_of_silence():
     references = np.random.default_rng(1).standard_normal((1, 1000, 1))
     # estimate 0.9 s: error 0.1 s -> SNR 20 dB
     np.testing.assert_allclose(usdr(references, 0.9 * references), [20.0], atol=1e-6)
-    # a silent reference and a silent estimate: eps / eps -> 0 dB, no crash
-    zeros = np.zeros((1, 1000, 2))
-    np.testing.assert_allclose(usdr(zeros, zeros), [0.0])
+    # a silent reference is undefined, whatever the estimate (the eps formula would
+    # give 0 dB for a silent estimate and about -90 dB for a loud one)
+    zeros = np.zeros((2, 1000, 2))
+    loud = np.ones((2, 1000, 2))
+    assert np.isnan(usdr(zeros, zeros)).all() and np.isnan(usdr(zeros, loud)).all()
 
 
-def test_csdr_equals_museval_eval_mus_track():
+def test_usdr_leaves_out_a_silent_channel():
+    rng = np.random.default_rng(9)
+    references = rng.standard_normal((1, 4000, 2))
+    references[0, :, 1] = 0.0  # hard-panned left
+    estimates = 0.9 * references
+    estimates[0, :, 1] = 0.05 * rng.standard_normal(4000)  # leakage to the right
+    # the left channel's 20 dB only, not the mean with the eps formula's -80 dB
+    np.testing.assert_allclose(usdr(references, estimates), [20.0], atol=1e-6)
+
+
+def test_csdr_equals_museval_eval_mus_track_with_both_scorers():
     references, estimates = _planted(seed=2)
-    ours = csdr(references, estimates, win=RATE, hop=RATE)
     theirs = _museval_song_medians(_museval_track_store(references, estimates))
-    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
+    exact = csdr(references, estimates, win=RATE, hop=RATE, scorer="museval")
+    np.testing.assert_allclose(exact, theirs, rtol=0, atol=1e-9)
+    fast = csdr(references, estimates, win=RATE, hop=RATE)  # the default scorer
+    np.testing.assert_allclose(fast, theirs, rtol=0, atol=0.01)
     # the planted leakage makes the first source worse than the others
-    assert ours[0] < ours[1] - 1.0
+    assert fast[0] < fast[1] - 1.0
+    with pytest.raises(ValueError, match="scorer"):
+        csdr(references, estimates, win=RATE, hop=RATE, scorer="bss_eval")
 
 
 def test_silent_reference_windows_are_handled_like_museval():
     references, estimates = _planted(seed=3, seconds=4.5, nchan=1)
     references[1, RATE : 2 * RATE] = 0.0  # bass silent during the second window
     estimates[2, 3 * RATE : 4 * RATE] = 0.0  # drums estimate silent in the fourth
-    framewise = csdr_framewise(references, estimates, win=RATE, hop=RATE)
-    assert framewise.shape == (3, 4)  # the last half window is dropped, as museval does
-    # museval makes a window NaN for every source when any source is silent in it
-    assert np.isnan(framewise[:, 1]).all() and np.isnan(framewise[:, 3]).all()
-    assert np.isfinite(framewise[:, [0, 2]]).all()
+    theirs = museval.evaluate(references, estimates, win=RATE, hop=RATE)
+    # ours are rounded to 1e-5 as museval stores them; museval.evaluate is not
+    for scorer, tolerance in (("museval", 5e-6), ("fast", 0.01)):
+        ours = bss_eval_framewise(
+            references, estimates, win=RATE, hop=RATE, scorer=scorer
+        )
+        # the last half window is dropped, as museval does
+        assert ours["SDR"].shape == (3, 4)
+        # museval makes a window NaN for every source when any source is silent in it
+        assert np.isnan(ours["SDR"][:, 1]).all() and np.isnan(ours["SDR"][:, 3]).all()
+        assert np.isfinite(ours["SDR"][:, [0, 2]]).all()
+        for name, values in zip(("SDR", "ISR", "SIR", "SAR"), theirs):
+            np.testing.assert_array_equal(np.isnan(ours[name]), np.isnan(values))
+            np.testing.assert_allclose(
+                ours[name], values, rtol=0, atol=tolerance, err_msg=name
+            )
     ours = csdr(references, estimates, win=RATE, hop=RATE)
     theirs = _museval_song_medians(_museval_track_store(references, estimates))
-    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=0.01)
+
+
+def test_window_sdr_is_museval_sdr_where_the_stem_is_active():
+    """The active-window extra: museval's SDR in the windows museval scores, and in the
+    windows it drops for another stem's silence, museval's SDR computed without that
+    stem (BSSEval v4's SDR involves the stem's own reference and estimate only)."""
+    references, estimates = _planted(seed=10, seconds=3.0, nchan=2)
+    references[2, RATE : 2 * RATE] = 0.0  # drums silent in the second window
+    estimates[0, 2 * RATE :] = 0.0  # vocals estimate silent in the third
+    active = window_sdr(references, estimates, win=RATE, hop=RATE)
+    assert active.shape == (3, 3)
+    full = museval.evaluate(references, estimates, win=RATE, hop=RATE)[0]
+    scored = np.isfinite(full)
+    assert scored.sum() == 3  # the first window only
+    np.testing.assert_allclose(active[scored], full[scored], rtol=0, atol=2e-5)
+    # the second window, without the silent drums: vocals and bass
+    pair = museval.evaluate(
+        references[:2, RATE : 2 * RATE], estimates[:2, RATE : 2 * RATE], win=RATE
+    )[0]
+    np.testing.assert_allclose(active[:2, 1], pair[:, 0], rtol=0, atol=2e-5)
+    assert np.isnan(active[2, 1])  # the silent reference itself: undefined
+    # a silent estimate where the reference plays: |e - s| = |s|, 0 dB, defined
+    assert active[0, 2] == 0.0
+    assert np.isfinite(active[1:, 2]).all()
 
 
 def test_a_source_silent_for_the_whole_song_gives_nan_not_a_crash():
@@ -124,6 +179,7 @@ def test_aggregate_helpers_skip_nan_songs_and_average_stems():
     per_song = np.array([[1.0, 2.0], [3.0, np.nan], [8.0, 4.0]])
     np.testing.assert_allclose(aggregate_csdr(per_song), [3.0, 3.0])
     np.testing.assert_allclose(aggregate_usdr(per_song), [4.0, 3.0])
+    np.testing.assert_array_equal(count_defined(per_song), [3, 2])
     summary = summarize(per_song, per_song, ["a", "b"])
     assert summary["uSDR"] == {"a": 4.0, "b": 3.0, "average": 3.5}
     assert summary["cSDR"] == {"a": 3.0, "b": 3.0, "average": 3.0}
