@@ -2,22 +2,30 @@
 """Score separated songs against MUSDB-style references: uSDR, cSDR, mixture baseline.
 
 Layout: references ``<ref_dir>/<song>/<stem>.wav`` (+ ``mixture.wav``), estimates
-``<est_dir>/<song>/<stem>.wav``. For every song present in ``ref_dir`` the model's
-estimates and the "mixture as estimate" baseline are scored per stem (uSDR and museval's
-cSDR, :mod:`espnet2_ext.metrics.music`). Writes, each file atomically:
+``<est_dir>/<song>/<stem>.wav``. For every song of ``ref_dir`` the model's estimates
+and the "mixture as estimate" baseline are scored per stem: uSDR, museval's BSSEval v4
+cSDR (``--scorer fast``, our batched implementation, by default; ``--scorer museval``
+to cross-check), and the cSDR on the windows where each stem is active (an extra for
+songs with silent stems). See :mod:`espnet2_ext.metrics.scoring` and
+:mod:`espnet2_ext.reports.scores` for the files.
 
-* ``<out_dir>/scores.csv``: ``track, system, stem, uSDR, cSDR`` per track and stem;
-* ``<out_dir>/summary.json``: the per-stem and average numbers of both systems;
-* ``<out_dir>/RESULTS.md``: summary table, difference to the baseline, per-track table,
-  skipped songs, and the plot ``<out_dir>/images/sdr_per_stem.png``.
+Three ways to run it:
+
+* ``--job J/N``: score every N-th song starting at the J-th (1-based, as a job
+  runner's ``JOB``) into ``<out_dir>/songs/``, nothing else;
+* ``--merge``: read ``<out_dir>/songs/`` (every song of ``ref_dir``, scored with the
+  same options, from unchanged files) and write ``RESULTS.md``, ``summary.json``,
+  ``scores.csv``, museval's per-track JSON and the plot, as one set;
+* neither: both, in one process with ``--nj`` worker processes.
 
 A song whose references or estimates are missing, unreadable or inconsistent (sampling
-rate, channels, length, non-finite samples) is reported with the reason and skipped; the
-other songs are scored. The exit status is 1 when no song could be scored.
+rate, channels, length, NaN/Inf samples) is reported with a reason that names the file
+and counted as skipped in every table; the other songs are scored. The merge exits with
+status 1, writing nothing, when no song could be scored.
 
 The baseline does not depend on the model: ``--baseline_cache FILE`` keeps its scores
-per reference song, so that scoring further systems on the same references pays for one
-museval pass per song instead of two.
+keyed by the content of the references, so every system scored on the same songs (in
+any folder) pays for it once.
 
 Example::
 
@@ -33,17 +41,36 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 from espnet2_ext.constants import MUSDB_STEMS
+from espnet2_ext.metrics.music import SCORERS
 from espnet2_ext.metrics.scoring import (
     MIXTURE_FILE,
     MIXTURE_SYSTEM,
+    SONGS_DIR,
+    ScoringSetup,
     find_songs,
+    job_songs,
+    load_baseline_cache,
+    read_song_results,
     score_songs,
+    update_baseline_cache,
 )
 from espnet2_ext.reports.scores import write_score_report
 from espnet2_ext.utils.cli import run_command
+
+
+def _job(value: str) -> Tuple[int, int]:
+    try:
+        job, num_jobs = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected J/N (e.g. 2/4), got {value!r}"
+        ) from None
+    if not 1 <= job <= num_jobs:
+        raise argparse.ArgumentTypeError(f"need 1 <= J <= N, got {value!r}")
+    return job, num_jobs
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -68,7 +95,36 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stems", nargs="+", default=list(MUSDB_STEMS), help="Stems to score"
     )
-    parser.add_argument("--nj", type=int, default=1, help="Songs scored in parallel")
+    parser.add_argument(
+        "--scorer",
+        choices=SCORERS,
+        default="fast",
+        help="BSSEval v4 window scores: 'fast' (espnet2_ext.metrics.bsseval, batched "
+        "torch) or 'museval' (museval itself, to cross-check)",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="Where the fast scorer computes, e.g. 'cuda' (the museval scorer runs "
+        "on the CPU)",
+    )
+    parser.add_argument(
+        "--nj", type=int, default=1, help="Songs scored in parallel (processes)"
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--job",
+        type=_job,
+        default=None,
+        metavar="J/N",
+        help=f"Score every N-th song starting at the J-th (1-based) into "
+        f"<out_dir>/{SONGS_DIR}/ and nothing else; --merge writes the tables",
+    )
+    mode.add_argument(
+        "--merge",
+        action="store_true",
+        help=f"Write the tables, JSON and plot from <out_dir>/{SONGS_DIR}/",
+    )
     parser.add_argument(
         "--tag",
         type=str,
@@ -79,10 +135,10 @@ def get_parser() -> argparse.ArgumentParser:
         "--baseline_cache",
         type=Path,
         default=None,
-        help="JSON file that keeps the mixture baseline's scores per reference song "
-        "(the baseline does not depend on the model): later runs on the same "
-        "references skip its museval pass. Entries are invalidated when a reference "
-        "file changes (size or modification time).",
+        help="JSON file that keeps the mixture baseline's scores keyed by the content "
+        "of the references (the baseline does not depend on the model), shared by "
+        "every system scored on the same songs wherever their folder is; jobs read "
+        "it, the merge adds to it",
     )
     return parser
 
@@ -93,7 +149,11 @@ def _score(
     est_dir: Path,
     out_dir: Path,
     stems: Sequence[str],
+    scorer: str,
+    device: str,
     nj: int,
+    job: Optional[Tuple[int, int]],
+    merge: bool,
     tag: Optional[str],
     baseline_cache: Optional[Path],
 ) -> None:
@@ -103,22 +163,67 @@ def _score(
         parser.error(f"--stems has duplicates: {stems}")
     if MIXTURE_FILE[: -len(".wav")] in stems:
         parser.error("--stems must not contain 'mixture' (it is the baseline input)")
+    if scorer == "museval" and device != "cpu":
+        parser.error(f"--device {device}: the museval scorer runs on the CPU only")
     tag = tag or est_dir.resolve().name
     if tag == MIXTURE_SYSTEM:
         parser.error(f"--tag {MIXTURE_SYSTEM!r} is the baseline's name; choose another")
+    if "/" in tag or tag in (".", "..") or "\0" in tag:
+        parser.error(f"--tag {tag!r} must be usable as a folder name (no '/')")
     try:
         songs = find_songs(ref_dir, est_dir)
     except ValueError as error:
         parser.error(str(error))
-    stems = tuple(stems)
-    results = score_songs(ref_dir, est_dir, songs, stems, nj, baseline_cache)
+    setup = ScoringSetup.make(ref_dir, est_dir, stems, scorer)
+    load_baseline_cache(baseline_cache)  # a file that is not a cache: refused now
+    device = None if device == "cpu" else device
+    if job is not None:
+        mine = job_songs(songs, *job)
+        results = score_songs(
+            setup, mine, out_dir, nj=nj, device=device, baseline_cache=baseline_cache
+        )
+        logging.info(
+            "job %d/%d: %d song(s) scored, %d skipped, in %s",
+            *job,
+            sum(r.error is None for r in results),
+            sum(r.error is not None for r in results),
+            out_dir / SONGS_DIR,
+        )
+        return
+    if not merge:
+        score_songs(
+            setup, songs, out_dir, nj=nj, device=device, baseline_cache=baseline_cache
+        )
+    _merge(setup, songs, out_dir, tag, baseline_cache)
+
+
+def _merge(
+    setup: ScoringSetup,
+    songs: Sequence[str],
+    out_dir: Path,
+    tag: str,
+    baseline_cache: Optional[Path],
+) -> None:
+    results = read_song_results(out_dir, songs, setup)
     n_ok = sum(r.error is None for r in results)
     if n_ok == 0:
+        reasons = "; ".join(f"{r.track}: {r.error}" for r in results[:3])
         raise ValueError(
-            f"no song could be scored ({len(results)} skipped); nothing written to "
-            f"{out_dir}"
+            f"no song could be scored ({len(results)} skipped: {reasons}"
+            + (" ..." if len(results) > 3 else "")
+            + f"); no report written to {out_dir}"
         )
-    summaries = write_score_report(out_dir, results, stems, tag, ref_dir, est_dir)
+    summaries = write_score_report(
+        out_dir,
+        results,
+        setup.stems,
+        tag,
+        Path(setup.ref_dir),
+        Path(setup.est_dir),
+        setup.scorer,
+    )
+    if baseline_cache is not None:
+        update_baseline_cache(baseline_cache, results, setup.stems, setup.scorer)
     for system, summary in summaries.items():
         logging.info(
             "%s: uSDR %s | cSDR %s",

@@ -23,12 +23,21 @@ def plot_sdr_per_stem(
     *,
     title: Optional[str] = None,
 ) -> Path:
-    """Box plots (and points) of the per-song uSDR and cSDR per stem and system.
+    """:func:`render_sdr_per_stem` written atomically to ``path`` (a ``.png``)."""
+    return atomic_write_bytes(path, render_sdr_per_stem(scores, stems, title=title))
 
-    Drawn on matplotlib's Agg canvas (no display needed), written atomically as PNG.
+
+def render_sdr_per_stem(
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+    stems: Sequence[str],
+    *,
+    title: Optional[str] = None,
+) -> bytes:
+    """Box plots (and points) of the per-song uSDR and cSDR per stem and system, as PNG
+    bytes, drawn on matplotlib's Agg canvas (no display needed). Undefined (NaN)
+    scores are left out.
 
     Args:
-        path: the ``.png`` to write.
         scores: ``{system: {"uSDR": [nsongs, nstems], "cSDR": [nsongs, nstems]}}``.
         stems: [nstems] names.
         title: figure title.
@@ -83,7 +92,7 @@ def plot_sdr_per_stem(
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def plot_traces(

@@ -40,10 +40,8 @@ def markdown_table(
     return "\n".join(lines) + "\n"
 
 
-def write_csv(
-    path: PathLike, rows: Sequence[Mapping[str, object]], fieldnames: Sequence[str]
-) -> Path:
-    """Write ``rows`` as CSV with a header; floats with 5 decimals, NaN as ``nan``."""
+def csv_text(rows: Sequence[Mapping[str, object]], fieldnames: Sequence[str]) -> str:
+    """``rows`` as CSV with a header; floats with 5 decimals, NaN as ``nan``."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), lineterminator="\n")
     writer.writeheader()
@@ -54,7 +52,34 @@ def write_csv(
                 for key, value in row.items()
             }
         )
-    return atomic_write_text(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_csv(
+    path: PathLike, rows: Sequence[Mapping[str, object]], fieldnames: Sequence[str]
+) -> Path:
+    """Write :func:`csv_text` of ``rows`` to ``path``, atomically."""
+    return atomic_write_text(path, csv_text(rows, fieldnames))
+
+
+def counted(value: Optional[float], count: int, total: int) -> str:
+    """A cell with the number of songs it rests on when that is not all of them:
+    ``4.21``, ``4.21 (6/8)``, ``n/a (0/8)``."""
+    cell = format_number(value)
+    return cell if count >= total else f"{cell} ({count}/{total})"
+
+
+def mean_of_defined(values: Sequence[float]) -> str:
+    """The mean of the defined (finite) ``values``, with ``(k/n)`` when some are not
+    (e.g. a song's average over its stems, one of them silent)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    mean = float(np.mean(values[finite])) if finite.any() else math.nan
+    return counted(mean, int(finite.sum()), values.size)
+
+
+#: Marks an average or a difference that involves a value resting on fewer songs.
+PARTIAL = "†"
 
 
 def summary_table(
@@ -62,6 +87,8 @@ def summary_table(
     stems: Sequence[str],
     *,
     baseline: Optional[str] = None,
+    counts: Optional[Mapping[str, Mapping[str, Mapping[str, int]]]] = None,
+    total: Optional[int] = None,
 ) -> str:
     """Markdown table: one row per (system, metric), columns = stems + average.
 
@@ -70,27 +97,51 @@ def summary_table(
         stems: the stem columns.
         baseline: a key of ``summaries``; adds rows "<system> − <baseline>" for every
             other system (the improvement over the baseline).
+        counts: ``{system: {metric: {stem: songs}}}``, the songs each value rests on;
+            with ``total`` (all the songs), a value on fewer songs is written
+            ``4.21 (6/8)``, and an average or difference involving one gets
+            :data:`PARTIAL`.
     """
     columns = list(stems) + ["average"]
+
+    def partial(system: str, metric: str, stem: str) -> bool:
+        return counts is not None and counts[system][metric][stem] < total
+
+    def cells(system: str, metric: str, values: Mapping[str, float], others=()):
+        row = []
+        for col in columns:
+            if col == "average":
+                flag = any(
+                    partial(name, metric, stem)
+                    for name in (system, *others)
+                    for stem in stems
+                )
+                row.append(format_number(values[col]) + (f" {PARTIAL}" if flag else ""))
+            elif others:
+                flag = any(partial(name, metric, col) for name in (system, *others))
+                row.append(format_number(values[col]) + (f" {PARTIAL}" if flag else ""))
+            elif counts is not None:
+                row.append(counted(values[col], counts[system][metric][col], total))
+            else:
+                row.append(format_number(values[col]))
+        return row
+
     rows: List[List[str]] = []
     for system, summary in summaries.items():
         for metric in METRICS:
-            rows.append(
-                [system, metric]
-                + [format_number(summary[metric][col]) for col in columns]
-            )
+            rows.append([system, metric] + cells(system, metric, summary[metric]))
     if baseline is not None:
         base = summaries[baseline]
         for system, summary in summaries.items():
             if system == baseline:
                 continue
             for metric in METRICS:
+                difference = {
+                    col: summary[metric][col] - base[metric][col] for col in columns
+                }
                 rows.append(
                     [f"{system} − {baseline}", metric]
-                    + [
-                        format_number(summary[metric][col] - base[metric][col])
-                        for col in columns
-                    ]
+                    + cells(system, metric, difference, others=(baseline,))
                 )
     return markdown_table(["system", "metric"] + columns, rows)
 
@@ -101,16 +152,20 @@ def per_track_table(
     csdr: np.ndarray,
     stems: Sequence[str],
     *,
-    extra: Optional[Mapping[str, Sequence[float]]] = None,
+    extra: Optional[Mapping[str, Sequence[object]]] = None,
 ) -> str:
     """Markdown table of one system: a row per track, uSDR and cSDR per stem, averages.
+
+    A track's average is over its defined stems, with ``(k/n)`` when some are
+    undefined (``n/a``: a silent reference, or no museval window).
 
     Args:
         tracks: [nsongs] names
         usdr: [nsongs, nstems]
         csdr: [nsongs, nstems]
         stems: [nstems] names
-        extra: more columns ``{header: [nsongs] values}`` (e.g. the baseline's average)
+        extra: more columns ``{header: [nsongs] values}``: numbers, or cells already
+            formatted (strings)
     """
     header = ["track"]
     for stem in stems:
@@ -123,11 +178,11 @@ def per_track_table(
         row = [track]
         for j in range(len(stems)):
             row += [format_number(usdr[i, j]), format_number(csdr[i, j])]
+        row += [mean_of_defined(usdr[i]), mean_of_defined(csdr[i])]
         row += [
-            format_number(float(np.mean(usdr[i]))),
-            format_number(float(np.mean(csdr[i]))),
+            value[i] if isinstance(value[i], str) else format_number(float(value[i]))
+            for value in extra.values()
         ]
-        row += [format_number(float(values[i])) for values in extra.values()]
         rows.append(row)
     return markdown_table(header, rows)
 
@@ -143,6 +198,9 @@ def format_results_md(
     skipped: Mapping[str, str],
     environment: Mapping[str, str],
     images: Sequence[str] = (),
+    sections: Optional[Mapping[str, str]] = None,
+    counts: Optional[Mapping[str, Mapping[str, Mapping[str, int]]]] = None,
+    total: Optional[int] = None,
 ) -> str:
     """The text of a ``RESULTS.md``.
 
@@ -153,6 +211,10 @@ def format_results_md(
         stems: the stem columns.
         baseline: the system of ``summaries`` that the others are compared with.
         per_track: ``{heading: markdown table}`` sections with per-track scores.
+        sections: ``{heading: markdown text}`` sections between the summary and the
+            per-track tables.
+        counts, total: the songs each summary value rests on, of ``total`` (see
+            :func:`summary_table`).
         skipped: ``{song: reason}`` of songs that could not be scored.
         environment: ``{name: version}`` lines of the environment section.
         images: paths relative to the ``RESULTS.md``, embedded at the end.
@@ -164,10 +226,10 @@ def format_results_md(
         "\n".join(f"- {key}: `{value}`" for key, value in environment.items()),
         "## Summary",
         "\n".join(f"- {line}" for line in description),
-        summary_table(summaries, stems, baseline=baseline),
+        summary_table(summaries, stems, baseline=baseline, counts=counts, total=total),
     ]
-    for heading, table in per_track.items():
-        blocks += [f"## {heading}", table]
+    for heading, text in {**(sections or {}), **per_track}.items():
+        blocks += [f"## {heading}", text]
     if skipped:
         rows = [[song, reason.replace("|", "/")] for song, reason in skipped.items()]
         blocks += [
