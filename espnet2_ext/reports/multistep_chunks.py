@@ -240,13 +240,50 @@ def differences(
     return out
 
 
-def difference_table(rows: Sequence[Mapping[str, Any]], stems: Sequence[str]) -> str:
-    def ci(stats):
-        if stats["ci95"] is None:
-            return "n/a"
-        lo, hi = stats["mean"] - stats["ci95"], stats["mean"] + stats["ci95"]
-        return f"[{format_number(lo)}, {format_number(hi)}]"
+def ci(stats: Mapping[str, Optional[float]]) -> str:
+    """``[low, high]``: the 95 % t interval of a :func:`spread`."""
+    if stats["ci95"] is None:
+        return "n/a"
+    lo, hi = stats["mean"] - stats["ci95"], stats["mean"] + stats["ci95"]
+    return f"[{format_number(lo)}, {format_number(hi)}]"
 
+
+def verdict(stats: Mapping[str, Optional[float]]) -> str:
+    """Whether the 95 % interval over chunks excludes 0."""
+    if stats["ci95"] is None:
+        return "n/a"
+    if stats["mean"] - stats["ci95"] > 0:
+        return "higher"
+    if stats["mean"] + stats["ci95"] < 0:
+        return "lower"
+    return "no difference"
+
+
+def summary_table(per_model: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """One row per model and variant: the paired uSDR, cSDR and SI-SDR differences."""
+    rows = []
+    for model, diffs in per_model.items():
+        by_variant: Dict[str, Dict[str, Any]] = {}
+        for d in diffs:
+            by_variant.setdefault(d["label"], {})[d["metric"]] = d
+        for label, metrics in by_variant.items():
+            cells = [model, label]
+            for _, name in SCORES:
+                d = metrics[name]["chunks"]
+                cells.append(
+                    f"{format_number(d['mean'])} {ci(d)}: {verdict(d)}"
+                    if d["mean"] is not None
+                    else "n/a"
+                )
+            usdr = metrics["uSDR"]
+            cells.append(mean_sd(usdr["songs"]))
+            rows.append(cells)
+    header = ["model", "variant − one-step"]
+    header += [f"{name}: mean [95 % interval] over chunks" for _, name in SCORES]
+    return markdown_table(header + ["uSDR: mean ± sd over songs"], rows)
+
+
+def difference_table(rows: Sequence[Mapping[str, Any]], stems: Sequence[str]) -> str:
     table = []
     for row in rows:
         table.append(
@@ -307,6 +344,34 @@ def changed_table(variants: Sequence[Variant]) -> str:
     return markdown_table(["variant"] + [f"step {s}" for s in shown], rows)
 
 
+def chosen_table(variants: Sequence[Variant], stems: Sequence[str], step: int) -> str:
+    """What the searches chose at ``step``: per stem, the share of chunk × channel
+    estimates kept and the two most frequent weights."""
+    rows = []
+    for v in variants[1:]:
+        if v.info.get("mode") not in ("oracle", "blind"):
+            continue
+        records = v.data["records"]
+        if not records or len(records[0]["chosen"]) < step:
+            continue
+        cells = [v.label]
+        for n in range(len(stems)):
+            values = [c for r in records for c in r["chosen"][step - 1][n]]
+            kept = sum(c is None for c in values)
+            counts: Dict[float, int] = {}
+            for c in values:
+                if c is not None:
+                    counts[c] = counts.get(c, 0) + 1
+            top = sorted(counts.items(), key=lambda kv: (-kv[1], -kv[0]))[:2]
+            parts = [f"keep {100 * kept / len(values):.0f} %"]
+            parts += [f"{w:.1f}: {100 * k / len(values):.0f} %" for w, k in top]
+            cells.append(", ".join(parts))
+        rows.append(cells)
+    if not rows:
+        return ""
+    return markdown_table(["variant"] + list(stems), rows)
+
+
 def schedule_table(variant: Variant, stems: Sequence[str]) -> str:
     """The weights of a schedule variant, consecutive equal steps merged."""
     ratios = variant.info["schedule"]["ratios"]
@@ -360,9 +425,12 @@ def plot_runs(
                 if t is None:
                     continue
                 mean = np.nanmean(t, axis=(0, 2))
+                name = f"{v.name} (oracle)" if v.oracle else v.name
                 ax.plot(np.arange(len(mean)), mean, marker="o", ms=2.5,
-                        color=f"C{i}", label=v.label.replace("**", ""))  # fmt: skip
-            ax.set_title(f"{model}: {metric} (mean over chunks and stems)")
+                        color=f"C{i}", label=name)  # fmt: skip
+            ax.set_title(
+                f"{model}: {metric}, mean of chunks and stems", fontsize="medium"
+            )
             ax.set_ylabel(f"{metric} [dB]")
         for col, oracle in ((2, True), (3, False)):
             ax = axes[row, col]
@@ -375,8 +443,8 @@ def plot_runs(
                 for n in range(len(stems)):
                     ax.plot(steps, per_stem[:, n] - per_stem[0, n], color=f"C{i}",
                             linestyle=styles[n % 4])  # fmt: skip
-            what = "oracle" if oracle else "deployable variants (colours as left)"
-            ax.set_title(f"{model}: Δsnr per stem, {what}")
+            what = "oracle" if oracle else "deployable (colours as left)"
+            ax.set_title(f"{model}: Δsnr per stem, {what}", fontsize="medium")
             ax.set_ylabel("Δsnr over step 0 [dB]")
             handles = [ax.plot([], [], color="black", linestyle=styles[n % 4])[0]
                        for n in range(len(stems))]  # fmt: skip
@@ -398,12 +466,14 @@ def describe_chunks(variant: Variant) -> str:
     data = variant.data
     chunk_set = data["chunk_set"]
     songs = list(dict.fromkeys(k[0] for k in variant.keys()))
+    step = data["chunk_seconds"]
     return (
-        f"{chunk_set['chunks']} chunks of {data['chunk_seconds']:g} s from "
+        f"{chunk_set['chunks']} chunks of {step:g} s from "
         f"{len(songs)} songs of `{data['data']}` (the first {data['chunks_per_song']} "
-        f"chunks of each song, at 0, 6, 12, … s, in which every stem is at least "
-        f"−60 dB re the mixture; {chunk_set['inactive_chunks']} chunks with a quieter "
-        f"stem left out): " + ", ".join(songs)
+        f"chunk(s) of each song, cut at 0, {step:g}, {2 * step:g}, … s, in which every "
+        f"stem is at least {data.get('inactive_threshold_db', -60.0):g} dB re the "
+        f"mixture; {chunk_set['inactive_chunks']} chunks with a quieter stem left "
+        "out): " + ", ".join(songs)
     )
 
 
@@ -425,8 +495,15 @@ def build_chunk_report(
     if preamble:
         blocks.append(preamble)
     summary: Dict[str, Any] = {"title": title, "stems": stems, "models": {}}
+    all_diffs = {model: differences(v, stems) for model, v in loaded.items()}
+    blocks += [
+        "## Summary: paired differences to one-step inference (dB, stem average)",
+        "higher / lower: the 95 % t interval over chunks excludes 0; **oracle** rows "
+        "selected with the references of the chunks scored (an upper bound).",
+        summary_table(all_diffs),
+    ]
     for model, variants in loaded.items():
-        diffs = differences(variants, stems)
+        diffs = all_diffs[model]
         worst = consistency(variants)
         blocks += [
             f"## {model}",
@@ -458,6 +535,8 @@ def build_chunk_report(
         blocks += [
             "### Estimates changed at each step (share of chunk × stem × channel)",
             changed_table(variants),
+            "### Weights the searches chose at step 1 (share of chunk × channel)",
+            chosen_table(variants, stems, 1),
         ]
         for v in variants[1:]:
             if v.info.get("mode") == "schedule":

@@ -379,7 +379,8 @@ def evaluation_file(folder: Path, name: str, variant: dict, usdr, trace_len: int
             dict(
                 song=song, start=start, usdr=list(values), csdr=list(values),
                 si_sdr=list(values), traces={"snr": trace, "si_sdr": trace},
-                kept=[[1.0, 0.5]] * (trace_len - 1), forward_passes=3,
+                kept=[[1.0, 0.5]] * (trace_len - 1),
+                chosen=[[[None, None], [0.9, None]]] * (trace_len - 1), forward_passes=3,
                 seconds=1.0, cpu_seconds=2.0, wall_seconds=2.5,
             )
         )  # fmt: skip
@@ -421,6 +422,9 @@ def test_chunk_report_paired_differences_have_their_known_values(tmp_path):
     text = (tmp_path / "out" / "RESULTS.md").read_text()
     assert "**oracle** snr" in text
     assert "1.25 ± 1.71" in text and "3 / 1 / 4" in text
+    assert "keep 100 %" in text and "keep 50 %, 0.9: 50 %" in text  # step 1 choices
+    # the interval [1.25 - 2.72, 1.25 + 2.72] includes 0: no difference at 95 %
+    assert "1.25 [-1.47, 3.97]: no difference" in text
     assert (tmp_path / "out" / chunks_lib.IMAGE).stat().st_size > 10_000
     scores = summary["models"]["toy"]["variants"]["onestep"]["scores"]["uSDR"]
     assert scores["mean"] == pytest.approx(np.mean(ONE_STEP_USDR))

@@ -11,7 +11,8 @@ held-out songs, with paired differences. :func:`evaluate_chunks` runs one varian
   v4's 1 s windows) and SI-SDR (the registry's ``si_sdr``, averaged over channels);
 * the traces after every step (step 0: one-step) of the ``trace_metrics`` and of the
   selection metric, each averaged over channels, [T + 1][N];
-* the share of channels that kept their previous estimate at every step, [T][N];
+* the share of channels that kept their previous estimate at every step, [T][N], and
+  the weight chosen per step, stem and channel, [T][N][C'] (``None``: kept);
 * the forward passes and seconds of the separation.
 
 The references reach the runner for the traces only: a schedule and a non-intrusive
@@ -80,26 +81,33 @@ def evaluate_chunk(
 
     Returns:
         ``usdr``, ``csdr`` (or ``None``), ``si_sdr``: [N]; ``traces``:
-        ``{metric: [T + 1][N]}``; ``kept``: [T][N]; ``forward_passes``, ``seconds``.
+        ``{metric: [T + 1][N]}``; ``kept``: [T][N]; ``chosen``: [T][N][C'];
+        ``forward_passes``, ``seconds`` and ``separator_cpu_seconds`` (this process's
+        CPU time) of the separation.
     """
     if mixture.dim() != 3 or mixture.shape[0] != 1:
         raise ValueError(f"one chunk [1, C, L] at a time, got {tuple(mixture.shape)}")
+    cpu = time.process_time()
     estimate, info = runner.separate(mixture, reference)
+    cpu = time.process_time() - cpu
     refs = reference[0].double().permute(0, 2, 1).cpu().numpy()  # [N, L, C]
     ests = estimate[0].double().permute(0, 2, 1).cpu().numpy()
     traces = {name: _channel_mean(t) for name, t in info["traces"].items()}
     if info["trace"] is not None and info["metric"] not in traces:
         traces[info["metric"]] = _channel_mean(info["trace"])
     final_si_sdr = get_metric("si_sdr")(estimate, reference.to(estimate), mixture)
-    kept = torch.isnan(info["chosen_ratio"][:, 0]).double().mean(dim=-1)  # [T, N]
+    chosen = info["chosen_ratio"][:, 0]  # [T, N, C'], NaN: kept
+    kept = torch.isnan(chosen).double().mean(dim=-1)  # [T, N]
     return {
         "usdr": _finite_list(usdr(refs, ests)),
         "csdr": _finite_list(csdr(refs, ests)) if compute_csdr else None,
         "si_sdr": _finite_list(final_si_sdr[0].double().mean(dim=-1).tolist()),
         "traces": traces,
         "kept": kept.tolist(),
+        "chosen": [[_finite_list(c) for c in row] for row in chosen.tolist()],
         "forward_passes": int(info["forward_passes"]),
         "seconds": float(info["seconds"]),
+        "separator_cpu_seconds": cpu,
     }
 
 
@@ -286,12 +294,16 @@ def run_evaluation(
         "stems": list(stems),
         "chunk_seconds": chunk_seconds,
         "chunks_per_song": chunks_per_song,
+        "inactive_threshold_db": inactive_threshold_db,
         "chunk_set": chunks.describe(),
         "train_config": str(train_config),
         "records": records,
         "cost": {
             "forward_passes": sum(r["forward_passes"] for r in records),
             "separator_seconds": sum(r["seconds"] for r in records),
+            "separator_cpu_seconds": sum(
+                r.get("separator_cpu_seconds", 0.0) for r in records
+            ),
             "cpu_seconds": sum(r["cpu_seconds"] for r in records),
             "wall_seconds": sum(r["wall_seconds"] for r in records),
             "this_run_wall_seconds": time.perf_counter() - start_wall,
