@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark of multi-step inference (espnet2_ext.enh.inference.multistep).
 
-Two measurements, printed as tables:
+Three measurements, printed as tables:
 
 1. **Batched candidates against loops.** Wall time of one multi-step search (oracle SNR)
    on a small model, with the K candidates of a step in one separator call
@@ -13,6 +13,11 @@ Two measurements, printed as tables:
    FIR filter per stem and channel, 4 stems). Each variant runs in a fresh subprocess; the number is the
    rise of the peak resident memory above the peak after the song and its references
    were created. Memory does not depend on the number of steps, so few steps are run.
+3. **Converged stems skipped.** The oracle search at the paper's T = 20, K = 10 with
+   ``skip_converged`` off (every candidate of every step recomputed) and on (a stem
+   whose channels all kept is not recomputed: its candidates would repeat). The two
+   must give the same estimates; the script checks it. Parts 1 and 2 run the full
+   search (``skip_converged=False``), so their pass counts are the formula's.
 
 Run from the repository root::
 
@@ -172,6 +177,7 @@ def bench_batching(args) -> List[Dict]:
                 steps=args.steps,
                 candidates=args.candidates,
                 candidate_batch=candidate_batch,
+                skip_converged=False,
             )
             best = None
             for _ in range(args.repeat):
@@ -220,7 +226,11 @@ def memory_child(variant: str, minutes: float, steps: int, candidates: int) -> D
     elif variant.startswith("oracle"):
         batch = None if variant == "oracle, K per call" else 1
         fn = MultiStepSeparator(
-            separator, steps=steps, candidates=candidates, candidate_batch=batch
+            separator,
+            steps=steps,
+            candidates=candidates,
+            candidate_batch=batch,
+            skip_converged=False,
         )
         aligned = (ref,)
     elif variant == "schedule":
@@ -278,6 +288,43 @@ def bench_memory(args) -> List[Dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- part 3
+def bench_skipping(args) -> List[Dict]:
+    rows = []
+    length = int(round(args.seconds * MUSIC_SAMPLE_RATE))
+    gen = torch.Generator().manual_seed(1)
+    ref = 0.1 * torch.randn(1, N_STEMS, 2, length, generator=gen)
+    mix = ref.sum(dim=1)
+    torch.manual_seed(0)
+    fn = MODELS["bs_locoformer"]()
+    results = {}
+    for skip in (False, True):
+        ms = MultiStepSeparator(
+            fn,
+            steps=args.skip_steps,
+            candidates=args.candidates,
+            candidate_batch=1,
+            skip_converged=skip,
+        )
+        cpu = time.process_time()
+        est, info = ms.separate(mix, ref)
+        results[skip] = (est, info, time.process_time() - cpu)
+    est0, info0, cpu0 = results[False]
+    for skip, (est, info, cpu) in results.items():
+        rows.append(
+            {
+                "variant": "converged stems skipped" if skip else "full search",
+                "passes": info["forward_passes"],
+                "seconds": info["seconds"],
+                "cpu_seconds": cpu,
+                "cpu_vs_full": cpu / cpu0,
+                "max_abs_diff": float((est - est0).abs().max()),
+                "gain_db": float(info["trace"][-1].mean() - info["trace"][0].mean()),
+            }
+        )
+    return rows
+
+
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -292,6 +339,8 @@ def main() -> None:
     parser.add_argument("--memory_steps", type=int, default=1)
     parser.add_argument("--skip_memory", action="store_true")
     parser.add_argument("--skip_timing", action="store_true")
+    parser.add_argument("--skip_skipping", action="store_true", help="no part 3")
+    parser.add_argument("--skip_steps", type=int, default=20, help="T of part 3")
     parser.add_argument("--_memory_child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._memory_child is not None:
@@ -344,6 +393,25 @@ def main() -> None:
                 f"| {r['variant']:<20} | {r['chunks']:>6} | {r['passes']:>6} | "
                 f"{r['seconds']:>8.1f} | {r['base_mb']:>8.0f} | "
                 f"{r['peak_rise_mb']:>12.0f} |"
+            )
+
+    if not args.skip_skipping:
+        print(
+            f"\n## Converged stems skipped: oracle SNR, T={args.skip_steps}, "
+            f"K={args.candidates}, {args.seconds} s stereo, small BS-Locoformer "
+            "(random weights)"
+        )
+        header = (
+            f"| {'variant':<23} | {'passes':>6} | {'wall s':>7} | {'CPU s':>7} | "
+            f"{'CPU ratio':>9} | {'max abs diff':>12} | {'oracle gain dB':>14} |"
+        )
+        print(header)
+        print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+        for r in bench_skipping(args):
+            print(
+                f"| {r['variant']:<23} | {r['passes']:>6} | {r['seconds']:>7.2f} | "
+                f"{r['cpu_seconds']:>7.2f} | {r['cpu_vs_full']:>9.2f} | "
+                f"{r['max_abs_diff']:>12.1e} | {r['gain_db']:>14.2f} |"
             )
 
 
