@@ -69,6 +69,12 @@ def get_parser() -> argparse.ArgumentParser:
         help="do not recompute candidates that can no longer change",
     )
     parser.add_argument("--trace_metrics", nargs="*", default=["snr", "si_sdr"])
+    parser.add_argument(
+        "--probe_metrics",
+        nargs="*",
+        default=[],
+        help="metrics scored on every candidate of step 1 (search variants)",
+    )
     parser.add_argument("--chunk_seconds", type=float, default=6.0)
     parser.add_argument(
         "--chunks_per_song",

@@ -372,6 +372,105 @@ def chosen_table(variants: Sequence[Variant], stems: Sequence[str], step: int) -
     return markdown_table(["variant"] + list(stems), rows)
 
 
+def probe_rows(
+    variants: Sequence[Variant], stems: Sequence[str], reference: str = "snr"
+) -> List[Dict[str, Any]]:
+    """Step-1 candidates of the probing variants: each probed criterion against
+    ``reference`` (the oracle's snr), per stem.
+
+    Over every chunk, channel and candidate weight below 1, with Δ = candidate minus
+    the one-step estimate: the share with Δsnr > 0 and with Δcriterion > 0, their
+    correlation, and the mean Δsnr of the estimate each criterion would pick at step 1
+    (the best of "keep" and the candidates) — what selecting with it is worth in snr.
+    """
+    rows = []
+    for v in variants[1:]:
+        records = v.data["records"]
+        if not records or not records[0].get("probe"):
+            continue
+        probe0 = records[0]["probe"]
+        if reference not in probe0["candidates"]:
+            continue
+        ratios = np.array(probe0["ratios"])
+        moved = ratios < 1.0  # r = 1 is the one-step estimate itself
+
+        def arrays(metric):
+            keep = np.array(
+                [r["probe"]["keep"][metric] for r in records], dtype=np.float64
+            )  # [chunks, N, C']
+            cand = np.array(
+                [r["probe"]["candidates"][metric] for r in records], dtype=np.float64
+            )  # [chunks, K, N, C']
+            return keep, cand
+
+        ref_keep, ref_cand = arrays(reference)
+        ref_delta = ref_cand - ref_keep[:, None]  # [chunks, K, N, C']
+        for metric in probe0["candidates"]:
+            keep, cand = arrays(metric)
+            delta = cand - keep[:, None]
+            for n, stem in enumerate(stems):
+                d_ref = ref_delta[:, moved, n].ravel()
+                d_m = delta[:, moved, n].ravel()
+                ok = np.isfinite(d_ref) & np.isfinite(d_m)
+                corr = None
+                if ok.sum() > 2 and np.std(d_m[ok]) > 0 and np.std(d_ref[ok]) > 0:
+                    corr = float(np.corrcoef(d_m[ok], d_ref[ok])[0, 1])
+                # the pick at step 1: "keep" (Δ = 0) or the best candidate
+                scores = np.concatenate(
+                    [np.zeros_like(delta[:, :1, n]), delta[:, :, n]], axis=1
+                )  # [chunks, 1 + K, C']
+                gains = np.concatenate(
+                    [np.zeros_like(ref_delta[:, :1, n]), ref_delta[:, :, n]], axis=1
+                )
+                pick = np.argmax(np.nan_to_num(scores, nan=-np.inf), axis=1)
+                picked = np.take_along_axis(gains, pick[:, None], axis=1)[:, 0]
+                rows.append(
+                    {
+                        "variant": v.name,
+                        "criterion": metric,
+                        "stem": stem,
+                        "candidates": int(ok.sum()),
+                        "share_reference_up": float(np.mean(d_ref[ok] > 0)),
+                        "share_criterion_up": float(np.mean(d_m[ok] > 0)),
+                        "correlation": corr,
+                        "picked_gain": float(np.nanmean(picked)),
+                        "picked_changed": float(np.mean(pick > 0)),
+                    }
+                )
+    return rows
+
+
+def probe_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return ""
+    table = [
+        [
+            f"`{r['variant']}`",
+            r["criterion"],
+            r["stem"],
+            str(r["candidates"]),
+            f"{100 * r['share_reference_up']:.0f} %",
+            f"{100 * r['share_criterion_up']:.0f} %",
+            format_number(r["correlation"]),
+            f"{100 * r['picked_changed']:.0f} %",
+            format_number(r["picked_gain"], 3),
+        ]
+        for r in rows
+    ]
+    header = [
+        "run",
+        "criterion",
+        "stem",
+        "candidates",
+        "Δsnr > 0",
+        "Δcriterion > 0",
+        "corr(Δcriterion, Δsnr)",
+        "its step-1 pick changes",
+        "Δsnr of its pick (dB)",
+    ]
+    return markdown_table(header, table)
+
+
 def schedule_table(variant: Variant, stems: Sequence[str]) -> str:
     """The weights of a schedule variant, consecutive equal steps merged."""
     ratios = variant.info["schedule"]["ratios"]
@@ -538,6 +637,19 @@ def build_chunk_report(
             "### Weights the searches chose at step 1 (share of chunk × channel)",
             chosen_table(variants, stems, 1),
         ]
+        probes = probe_rows(variants, stems)
+        if probes:
+            blocks += [
+                "### Step-1 candidates under each criterion, against snr",
+                "Every candidate of step 1 (weights below 1, per chunk, stem and "
+                "channel) scored under each probed criterion and under snr, as "
+                "differences Δ to the one-step estimate (a joint criterion with the "
+                "other stems at one-step); the last two columns: how often the "
+                "criterion's own pick at step 1 (the best of keep and the candidates) "
+                "is a candidate, and the mean Δsnr of that pick. snr's own row is the "
+                "oracle's first step.",
+                probe_table(probes),
+            ]
         for v in variants[1:]:
             if v.info.get("mode") == "schedule":
                 schedule = v.info["schedule"]
@@ -576,6 +688,7 @@ def build_chunk_report(
                 for v in variants
             },
             "differences": diffs,
+            "probes": probe_rows(variants, stems),
             "step0_max_difference_db": worst,
         }
     blocks += ["## Plot", f"![multistep_trace]({IMAGE})"]

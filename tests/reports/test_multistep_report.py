@@ -445,3 +445,39 @@ def test_chunk_report_refuses_other_chunks_or_no_one_step(tmp_path):
     with pytest.raises(ValueError, match="other chunks"):
         chunks_lib.build_chunk_report({"toy": run}, tmp_path / "out")
     assert cmd.main(["--chunk_runs", "bad", "--out_dir", str(tmp_path)]) == 1
+
+
+def test_probe_rows_compare_a_criterion_with_snr(tmp_path):
+    run = tmp_path / "model"
+    evaluation_file(run, "onestep", dict(label="one-step", mode="one-step", steps=0),
+                    ONE_STEP_USDR, 1)  # fmt: skip
+    oracle = dict(label="multi-step oracle snr (T=1, K=2)", mode="oracle", steps=1,
+                  metric="snr", oracle=True, candidates=2)  # fmt: skip
+    evaluation_file(run, "oracle", oracle, ONE_STEP_USDR, 2)
+    data = json.loads((run / "oracle.json").read_text())
+    # stem 0, one channel: the r = 0.5 candidate moves snr by +1, -1, +1, -1 dB over
+    # the 4 chunks and the consistency by the opposite; stem 1 does not move
+    for c, record in enumerate(data["records"]):
+        up = 1.0 if c % 2 == 0 else -1.0
+        record["probe"] = dict(
+            ratios=[1.0, 0.5],
+            keep={"snr": [[0.0], [0.0]], "mixture_consistency": [[5.0], [5.0]]},
+            candidates={
+                "snr": [[[0.0], [0.0]], [[up], [0.0]]],
+                "mixture_consistency": [[[5.0], [5.0]], [[5.0 - up], [5.0]]],
+            },
+        )
+    (run / "oracle.json").write_text(json.dumps(data))
+    variants = chunks_lib.load_run(run)
+    rows = {
+        (r["criterion"], r["stem"]): r
+        for r in chunks_lib.probe_rows(variants, list(STEMS))
+    }
+    mc, snr = rows[("mixture_consistency", "s1")], rows[("snr", "s1")]
+    assert mc["correlation"] == pytest.approx(-1.0)
+    assert mc["share_reference_up"] == 0.5 and mc["share_criterion_up"] == 0.5
+    # consistency picks the candidate where it loses 1 dB snr, keeps elsewhere
+    assert mc["picked_gain"] == pytest.approx(-0.5) and mc["picked_changed"] == 0.5
+    assert snr["picked_gain"] == pytest.approx(0.5)  # the oracle's first step
+    assert rows[("snr", "s2")]["picked_changed"] == 0.0  # ties keep
+    assert rows[("snr", "s2")]["correlation"] is None  # no variance: undefined

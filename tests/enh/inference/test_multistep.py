@@ -696,3 +696,34 @@ def test_greedy_calibration_skips_converged_sources():
     kept = [[r is None for r in row] for row in full.ratios]
     skipped = 2 * 3 * sum(sum(row) for row in kept[:-1])  # items × blends × kept
     assert fast_rows == full_rows - skipped
+
+
+def test_probe_scores_every_candidate_of_step_one():
+    model = TinySeparator(n_src=3, n_chan=2, seed=9).double().eval()
+    mix, ref = random_problem(9, dtype=torch.float64)
+    ms = MultiStepSeparator(
+        model, steps=3, candidates=4, probe_metrics=["snr", "mixture_consistency"]
+    )
+    _, info = ms.separate(mix, ref)
+    probe = info["probe"]
+    assert probe["ratios"] == [1.0, 0.9, 0.8, 0.7]
+    cand, keep = probe["candidates"]["snr"], probe["keep"]["snr"]
+    assert cand.shape == (4, 2, 3, 2) and keep.shape == (2, 3, 2)
+    torch.testing.assert_close(cand[0], keep)  # r = 1 is the one-step estimate
+    # the oracle's step-1 choice is the best of "keep" and the probed candidates
+    best = torch.maximum(keep, cand.max(dim=0).values)
+    torch.testing.assert_close(info["trace"][1], best)
+    # without references only the reference-free probe is scored
+    blind = MultiStepSeparator(
+        model, steps=1, candidates=4, metric="mixture_consistency",
+        probe_metrics=["snr", "mixture_consistency"],
+    )  # fmt: skip
+    _, info = blind.separate(mix)
+    assert set(info["probe"]["candidates"]) == {"mixture_consistency"}
+    # the one-step estimate scored with itself as the other sources
+    metric = get_metric("mixture_consistency")
+    with torch.no_grad():
+        y0 = model(mix)
+    torch.testing.assert_close(
+        info["probe"]["keep"]["mixture_consistency"], metric(y0, None, mix, y0)
+    )

@@ -364,7 +364,8 @@ def evaluated(calibrated, tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     variants = {
         "onestep": ["--steps", "0"],
-        "oracle": ["--steps", "2", "--candidates", "3"],
+        "oracle": ["--steps", "2", "--candidates", "3", "--probe_metrics", "snr",
+                   "mixture_consistency"],
         "blind": ["--steps", "2", "--candidates", "3", "--metric",
                   "mixture_consistency"],
         "schedule": ["--schedule", str(calibrated["output"])],
@@ -422,7 +423,7 @@ def test_a_killed_evaluation_continues_from_its_partial_file(
     done = evaluated["results"]["onestep"]
     output = root / "resumed.json"
     settings = {k: done[k] for k in ("variant", "data", "chunks", "model_file",
-                                     "trace_metrics", "csdr")}  # fmt: skip
+                                     "trace_metrics", "probe_metrics", "csdr")}  # fmt: skip
     planted = dict(done["records"][0], usdr=[123.0, 456.0])
     partial = root / "resumed.json.partial"
     partial.write_text(json.dumps(settings) + "\n" + json.dumps(planted) + "\n")
@@ -448,3 +449,8 @@ def test_the_chunk_report_reads_every_variant(evaluated, tmp_path):
     assert "**oracle** snr" in text and "mixture_consistency search" in text
     assert "deployable schedule (a weight per step and stem, `schedule`)" in text
     assert "step 0 of every variant is the one-step result" in text
+    # the oracle run probed its step-1 candidates under both criteria
+    assert "Step-1 candidates under each criterion, against snr" in text
+    record = evaluated["results"]["oracle"]["records"][0]
+    assert set(record["probe"]["candidates"]) == {"snr", "mixture_consistency"}
+    assert np.array(record["probe"]["candidates"]["snr"]).shape == (3, 2, 2)

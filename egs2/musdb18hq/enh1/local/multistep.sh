@@ -39,6 +39,8 @@
 #                               (search, --blind_metric), schedule[_<kind>] (a stage-1
 #                               schedule) [onestep oracle schedule]
 #   --blind_metric NAME         reference-free selection metric [mixture_consistency]
+#   --probe_metrics "..."       stage 5, searches: metrics every step-1 candidate is
+#                               scored with (measurement) [snr si_sdr mixture_consistency]
 #   --eval_args "..."           more options for espnet2_ext.bin.multistep_evaluate
 # Stages:
 #   1 calibrate a schedule on data/<valid_set> chunks -> exp/enh_<tag>/multistep_schedule.yaml
@@ -85,6 +87,7 @@ subset_set=test
 subset_chunks=4
 subset_variants="onestep oracle schedule"
 blind_metric=mixture_consistency
+probe_metrics="snr si_sdr mixture_consistency"
 eval_args=""
 # shellcheck disable=SC2034  # read by utils/parse_options.sh
 declare -A option_aliases=([tag]=enh_tag)
@@ -262,9 +265,9 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     case "$variant" in
       onestep) opts=(--steps 0) ;;
       oracle) opts=(--steps "$steps" --candidates "$candidates" --grid "$grid"
-        --metric "$metric") ;;
+        --metric "$metric" --probe_metrics $probe_metrics) ;;
       blind) opts=(--steps "$steps" --candidates "$candidates" --grid "$grid"
-        --metric "$blind_metric") ;;
+        --metric "$blind_metric" --probe_metrics $probe_metrics) ;;
       schedule) opts=(--schedule "$schedule") ;;
       schedule_*) opts=(--schedule "$(schedule_file "${variant#schedule_}")") ;;
       *) echo "$0: unknown subset variant $variant (onestep, oracle, blind," \

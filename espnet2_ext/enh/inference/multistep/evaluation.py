@@ -13,7 +13,10 @@ held-out songs, with paired differences. :func:`evaluate_chunks` runs one varian
   selection metric, each averaged over channels, [T + 1][N];
 * the share of channels that kept their previous estimate at every step, [T][N], and
   the weight chosen per step, stem and channel, [T][N][C'] (``None``: kept);
-* the forward passes and seconds of the separation.
+* the forward passes and seconds of the separation;
+* with ``probe_metrics`` (search variants), every candidate of step 1 and the one-step
+  estimate scored under those metrics ([K][N][C'] and [N][C']): how the candidates
+  rank under criteria other than the one that selects.
 
 The references reach the runner for the traces only: a schedule and a non-intrusive
 metric never see them (:class:`~espnet2_ext.enh.inference.metrics_registry.Metric` does
@@ -63,6 +66,13 @@ def _channel_mean(trace: torch.Tensor) -> List[List[Optional[float]]]:
     return [_finite_list(row) for row in trace[:, 0].double().mean(dim=-1).tolist()]
 
 
+def _nested(values: torch.Tensor) -> list:
+    """A tensor as nested lists, non-finite values as ``None``."""
+    if values.dim() == 1:
+        return _finite_list(values.double().tolist())
+    return [_nested(v) for v in values]
+
+
 @torch.no_grad()
 def evaluate_chunk(
     runner: MultiStepSeparator,
@@ -83,7 +93,8 @@ def evaluate_chunk(
         ``usdr``, ``csdr`` (or ``None``), ``si_sdr``: [N]; ``traces``:
         ``{metric: [T + 1][N]}``; ``kept``: [T][N]; ``chosen``: [T][N][C'];
         ``forward_passes``, ``seconds`` and ``separator_cpu_seconds`` (this process's
-        CPU time) of the separation.
+        CPU time) of the separation; ``probe`` (``ratios``, ``keep`` {metric:
+        [N][C']}, ``candidates`` {metric: [K][N][C']}) if the runner probes.
     """
     if mixture.dim() != 3 or mixture.shape[0] != 1:
         raise ValueError(f"one chunk [1, C, L] at a time, got {tuple(mixture.shape)}")
@@ -98,7 +109,16 @@ def evaluate_chunk(
     final_si_sdr = get_metric("si_sdr")(estimate, reference.to(estimate), mixture)
     chosen = info["chosen_ratio"][:, 0]  # [T, N, C'], NaN: kept
     kept = torch.isnan(chosen).double().mean(dim=-1)  # [T, N]
+    probe = None
+    if info.get("probe"):
+        p = info["probe"]
+        probe = {
+            "ratios": p["ratios"],
+            "keep": {m: _nested(v[0]) for m, v in p["keep"].items()},
+            "candidates": {m: _nested(v[:, 0]) for m, v in p["candidates"].items()},
+        }
     return {
+        "probe": probe,
         "usdr": _finite_list(usdr(refs, ests)),
         "csdr": _finite_list(csdr(refs, ests)) if compute_csdr else None,
         "si_sdr": _finite_list(final_si_sdr[0].double().mean(dim=-1).tolist()),
@@ -176,6 +196,7 @@ def run_evaluation(
     candidate_batch: Optional[int] = None,
     skip_converged: bool = True,
     trace_metrics: Sequence[str] = ("snr", "si_sdr"),
+    probe_metrics: Sequence[str] = (),
     chunk_seconds: float = 6.0,
     chunks_per_song: Optional[int] = None,
     max_chunks: Optional[int] = None,
@@ -202,6 +223,7 @@ def run_evaluation(
             non-intrusive one such as ``mixture_consistency``).
         schedule: a schedule file: the deployable schedule mode.
         trace_metrics: metrics traced after every step (with the references).
+        probe_metrics: metrics scored on every step-1 candidate (search variants).
         chunk_seconds, chunks_per_song, max_chunks, inactive_threshold_db: the chunks.
         compute_csdr: score cSDR too.
         device: where the model runs.
@@ -224,6 +246,7 @@ def run_evaluation(
         candidate_batch=candidate_batch,
         skip_converged=skip_converged,
         trace_metrics=trace_metrics,
+        probe_metrics=probe_metrics,
     )
     if schedule is not None:
         if steps is not None or candidates is not None:
@@ -249,6 +272,7 @@ def run_evaluation(
         "chunks": [list(k) for k in chunks.keys()],
         "model_file": None if model_file is None else str(model_file),
         "trace_metrics": list(trace_metrics),
+        "probe_metrics": list(probe_metrics),
         "csdr": bool(compute_csdr),
     }
     partial = _partial_path(output)

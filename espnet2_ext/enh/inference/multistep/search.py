@@ -51,7 +51,10 @@ What this module does, and why:
   changed. The estimates are those of the full search (up to the float rounding of a
   separator batch of another size); the pass counts show what was run.
 * **Measurement traces** (``trace_metrics``): more metrics scored after every step on
-  the selected estimate when references are given, never used to select.
+  the selected estimate when references are given, never used to select; and
+  (``probe_metrics``) every candidate of step 1 scored under more metrics (how the
+  candidates rank under other criteria, e.g. whether ``mixture_consistency`` prefers
+  the candidates that SNR prefers), at no extra separator pass.
 * **Three modes.** An oracle metric (SNR, SI-SDR against the references) — every result is
   labelled *oracle*; a non-intrusive metric (blind, deployable: the built-in
   ``mixture_consistency`` or one registered by the user);
@@ -155,6 +158,10 @@ class MultiStepSeparator:
             step, when the weights do not change with the step (module docstring).
         trace_metrics: registry names of metrics scored after every step when
             references are given (measurement only; ``info["traces"]``).
+        probe_metrics: registry names of metrics scored on every candidate of step 1
+            and on the estimate it starts from, when they can be computed (a joint
+            metric with the one-step estimates as the other sources'; measurement
+            only; ``info["probe"]``).
     """
 
     def __init__(
@@ -172,6 +179,7 @@ class MultiStepSeparator:
         reuse_mixture_pass: bool = True,
         skip_converged: bool = True,
         trace_metrics: Sequence[str] = (),
+        probe_metrics: Sequence[str] = (),
     ):
         if not callable(separate_fn):
             raise TypeError(f"separate_fn must be callable, got {separate_fn!r}")
@@ -195,6 +203,8 @@ class MultiStepSeparator:
                     f"trace metric {m.name!r} is a joint metric; trace per-source "
                     "metrics (snr, si_sdr) — the selection metric is traced anyway"
                 )
+
+        self.probe_metrics: List[Metric] = [get_metric(m) for m in probe_metrics]
 
         if isinstance(schedule, (str, Path)):
             schedule = RatioSchedule.load(schedule)
@@ -489,6 +499,9 @@ class MultiStepSeparator:
               one-step inference), or ``None`` if the metric cannot be computed;
             * ``traces``: ``{name: [T + 1, B, N, C]}`` of the ``trace_metrics`` (empty
               without references);
+            * ``probe`` (search mode, ``probe_metrics``): ``ratios`` of step 1,
+              ``keep`` ``{name: [B, N, C']}`` of the one-step estimate and
+              ``candidates`` ``{name: [K, B, N, C']}`` of step 1's candidates;
             * ``forward_passes`` (separator input signals in total, all items),
               ``passes_per_item``, ``separator_calls``, ``seconds``.
         """
@@ -508,13 +521,14 @@ class MultiStepSeparator:
         y0 = self.run_separator(mixture, None)
         reference = self.check_reference(reference, y0)
         traces: Dict[str, List[torch.Tensor]] = {}
+        probe: Dict[str, Any] = {}
         if self.mode == "schedule":
             estimate, chosen, trace, ratio_lists = self._run_schedule(
                 mixture, y0, reference, traces
             )
         else:
             estimate, chosen, trace, ratio_lists = self._run_search(
-                mixture, y0, reference, traces
+                mixture, y0, reference, traces, probe
             )
         rows = self._rows - rows0
         info = {
@@ -527,6 +541,7 @@ class MultiStepSeparator:
             "chosen_ratio": chosen,
             "trace": trace,
             "traces": {name: torch.stack(values) for name, values in traces.items()},
+            "probe": probe,
             "forward_passes": rows,
             "passes_per_item": rows / mixture.shape[0],
             "separator_calls": self._calls - calls0,
@@ -540,6 +555,7 @@ class MultiStepSeparator:
         y0: torch.Tensor,
         reference: Optional[torch.Tensor],
         traces: Dict[str, List[torch.Tensor]],
+        probe: Dict[str, Any],
     ):
         previous = y0
         best_score = self.score(previous, reference, mixture)  # [B, N, C']
@@ -553,16 +569,34 @@ class MultiStepSeparator:
             if not (self.skip_converged and ratio_lists and ratios == ratio_lists[-1]):
                 active[:] = True  # new weights: every candidate is new
             ratio_lists.append(ratios)
+            probing = step == 1 and self._start_probe(
+                probe, previous, reference, mixture, ratios
+            )
+            step_probe = probe if probing else None
             if self.metric.joint:
                 best, best_score, chosen = self._joint_step(
-                    mixture, previous, y0, reference, ratios, best_score, active
+                    mixture,
+                    previous,
+                    y0,
+                    reference,
+                    ratios,
+                    best_score,
+                    active,
+                    step_probe,
                 )
                 # an item converges when none of its sources changed
                 kept_all = torch.isnan(chosen).all(dim=2).all(dim=1, keepdim=True)
                 active = ~kept_all.expand_as(active)
             else:
                 best, best_score, chosen = self._source_step(
-                    mixture, previous, y0, reference, ratios, best_score, active
+                    mixture,
+                    previous,
+                    y0,
+                    reference,
+                    ratios,
+                    best_score,
+                    active,
+                    step_probe,
                 )
                 active = ~torch.isnan(chosen).all(
                     dim=2
@@ -578,8 +612,50 @@ class MultiStepSeparator:
         )
         return previous, chosen_t, torch.stack(trace), ratio_lists
 
+    def _start_probe(self, probe, previous, reference, mixture, ratios) -> bool:
+        """Score the estimate step 1 starts from under the probe metrics; False if
+        none of them can be computed (an oracle one without references)."""
+        usable = [
+            m
+            for m in self.probe_metrics
+            if reference is not None or not m.requires_reference
+        ]
+        if not usable:
+            return False
+        probe.update(ratios=list(ratios), keep={}, candidates={})
+        for m in usable:
+            probe["keep"][m.name] = self._probe_score(
+                m, previous, reference, mixture, previous
+            )
+            probe["candidates"][m.name] = []
+        return True
+
+    def _probe_score(self, metric, candidate, reference, mixture, previous):
+        value = metric(candidate, reference, mixture, previous)
+        value = value if value.dim() == 3 else value[..., None]
+        if not self.per_channel:
+            value = value.mean(dim=-1, keepdim=True)
+        return value
+
+    def _record_probe(self, probe, candidate, reference, mixture, previous) -> None:
+        if probe is None:
+            return
+        for m in self.probe_metrics:
+            if m.name in probe["candidates"]:
+                probe["candidates"][m.name].append(
+                    self._probe_score(m, candidate, reference, mixture, previous)
+                )
+
+    @staticmethod
+    def _finish_probe(probe) -> None:
+        if probe is not None:
+            probe["candidates"] = {
+                name: torch.stack(values)
+                for name, values in probe["candidates"].items()
+            }
+
     def _source_step(
-        self, mixture, previous, y0, reference, ratios, best_score, active
+        self, mixture, previous, y0, reference, ratios, best_score, active, probe=None
     ):
         """One search step with a per-source metric: the best candidate per source.
 
@@ -592,14 +668,18 @@ class MultiStepSeparator:
         for _, r, candidate in self.iter_candidates(
             mixture, previous, y0, ratios, sources=run
         ):
+            self._record_probe(probe, candidate, reference, mixture, previous)
             score = self.score(candidate, reference, mixture)
             better = score > best_score  # strict: ties keep the earlier candidate
             best = torch.where(better[..., None], candidate, best)
             best_score = torch.where(better, score, best_score)
             chosen = torch.where(better, torch.full_like(chosen, r), chosen)
+        self._finish_probe(probe)
         return best, best_score, chosen
 
-    def _joint_step(self, mixture, previous, y0, reference, ratios, best_score, active):
+    def _joint_step(
+        self, mixture, previous, y0, reference, ratios, best_score, active, probe=None
+    ):
         """One search step with a joint metric: sources updated one after another.
 
         Source ``n`` takes its best candidate scored with the current estimates of the
@@ -614,6 +694,9 @@ class MultiStepSeparator:
             (r, candidate)
             for _, r, candidate in self.iter_candidates(mixture, previous, y0, ratios)
         ]
+        for _, candidate in candidates:
+            self._record_probe(probe, candidate, reference, mixture, previous)
+        self._finish_probe(probe)
         best = previous.clone()
         for n in range(previous.shape[1]):
             keep = self.score(best, reference, mixture, best)[:, n]  # [B, C']
