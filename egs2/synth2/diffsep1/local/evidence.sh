@@ -11,8 +11,8 @@
 #
 # Stages:
 #   1 data (./run.sh stage 1), unless data/test exists
-#   2 priors (./run.sh stage 2), unless their checkpoints exist; CPU time -> exp/cpu_train.txt
-#   3 separation and scoring of each config (./run.sh stages 3-4); CPU -> exp/cpu_separate.txt
+#   2 priors (./run.sh stage 2), unless their checkpoints exist; CPU time >> exp/cpu_train.txt
+#   3 separation and scoring of each config (./run.sh stages 3-4); CPU >> exp/cpu_separate.txt
 #   4 reference separations (oracle IRM, LTI Wiener filter, the mixture) and their scores
 #   5 the loss curve and RESULTS.md
 # Run it with OMP_NUM_THREADS=1 and nice -n 19 on a shared machine.
@@ -30,10 +30,9 @@ run_opts=""
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (evidence.sh) $*"; }
 sep=exp/separate_prior
 priors="exp/prior_tones_prior exp/prior_bursts_prior"
-cputime() {  # $1 = output file, then the command: records wall, user and system seconds
-  local out=$1; shift
-  /usr/bin/time -f "%e %U %S" -o "$out.tmp" "$@"
-  mv "$out.tmp" "$out"
+cputime() {  # $1 = output file, $2 = label, then the command: appends the label and its
+  local out=$1 label=$2; shift 2  # wall, user and system seconds (children included)
+  /usr/bin/time -f "$label: wall %e s, user %U s, system %S s" -a -o "$out" "$@"
 }
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -50,14 +49,14 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     log "Stage 2: both priors are trained, not retrained"
   else
     # shellcheck disable=SC2086
-    cputime exp/cpu_train.txt ./run.sh --stage 2 --stop_stage 2 --train_args "--seed 0 --resume true" $run_opts
+    cputime exp/cpu_train.txt "stage 2" ./run.sh --stage 2 --stop_stage 2 --train_args "--seed 0 --resume true" $run_opts
   fi
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "Stage 3: separation with $configs"
   # shellcheck disable=SC2086
-  cputime exp/cpu_separate.txt ./run.sh --stage 3 --stop_stage 4 --nj "$nj" \
+  cputime exp/cpu_separate.txt "$configs" ./run.sh --stage 3 --stop_stage 4 --nj "$nj" \
     --inference_configs "$configs" $run_opts
 fi
 
@@ -78,8 +77,8 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     --log exp/prior_bursts_prior/train.log bursts --out images/loss_curve.png \
     --json "$sep/loss_curve.json"
   notes=""
-  for f in exp/cpu_train.txt exp/cpu_separate.txt; do
-    [ -f "$f" ] && notes+="- \`$f\` (wall, user, system seconds): $(cat "$f")"$'\n'
+  for f in exp/cpu_train*.txt exp/cpu_separate.txt; do
+    [ -f "$f" ] && notes+="- \`$f\`: $(paste -sd';' "$f")"$'\n'
   done
   # shellcheck disable=SC2086
   ${python} local/make_results.py --exp "$sep" --priors $priors --data data \
