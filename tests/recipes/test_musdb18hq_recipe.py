@@ -206,6 +206,13 @@ def test_download_model_evaluates_a_pack_without_training(recipe):
     trained = json.loads(
         (_exp(recipe) / "separate_test/scoring/summary.json").read_text()
     )
+    # one mixture-baseline cache for both systems, keyed by the references' content:
+    # the second system's scoring took every song's baseline from it
+    cache = json.loads((recipe / "exp" / "mixture_baseline_test.json").read_text())
+    assert ours["num_scored"] == trained["num_scored"] == len(cache["songs"]) == 2
+    songs = list((exp / "separate_test/scoring/songs").glob("*.json"))
+    assert len(songs) == 2
+    assert all(json.loads(p.read_text())["baseline_cached"] for p in songs)
     # the same weights on the same song: the same uSDR, stem by stem
     a = ours["systems"]["download_enh_ci_packed"]["uSDR"]
     b = trained["systems"]["ci"]["uSDR"]

@@ -533,36 +533,25 @@ if wanted 7; then
 fi
 
 if wanted 8; then
-  # music_score runs as --nj jobs (--job J/N) and a merge where it can; older versions
-  # score in one job with --nj worker processes
-  score_help=$("$python" -m espnet2_ext.bin.music_score --help 2>/dev/null || true)
   for dset in $test_sets; do
     out=$enh_exp/separate_${dset//\//_}
     scoring=$out/scoring
     want=$(eval_stems "$dset")
     [ -d "$out/refs" ] || die "$out/refs not found: run stage 7 first"
-    # one baseline cache for every system scored on this set: the mixture's scores
-    # depend on the references only
+    # one baseline cache for every system scored on this set, keyed by the content of
+    # the references: the mixture's scores are computed once per reference set
     score_opts=(--ref_dir "$out/refs" --est_dir "$out/stems" --stems $want
-      --out_dir "$scoring" --tag "$enh_tag"
+      --out_dir "$scoring" --tag "$enh_tag" --scorer "$scorer"
       --baseline_cache "$expdir/mixture_baseline_${dset//\//_}.json")
-    if [[ $score_help == *--scorer* ]]; then
-      score_opts+=(--scorer "$scorer")
-    elif [ "$scorer" != museval ]; then
-      log "this espnet2_ext's music_score has no --scorer: scoring with museval"
-    fi
-    begin 8 "scoring $out ($want; uSDR, cSDR) -> $scoring"
-    if [[ $score_help == *--merge* ]]; then
-      n=$(find "$out/stems" -mindepth 1 -maxdepth 1 | wc -l)
-      this_nj=$(min "$nj" "$n")
-      $decode_cmd JOB=1:"$this_nj" "$scoring/logs/score.JOB.log" \
-        "$python" -m espnet2_ext.bin.music_score "${score_opts[@]}" --job "JOB/$this_nj"
-      $decode_cmd "$scoring/logs/merge.log" \
-        "$python" -m espnet2_ext.bin.music_score "${score_opts[@]}" --merge
-    else
-      $decode_cmd --num_threads "$nj" "$scoring/logs/score.log" \
-        "$python" -m espnet2_ext.bin.music_score "${score_opts[@]}" --nj "$nj"
-    fi
+    n=$(find "$out/stems" -mindepth 1 -maxdepth 1 | wc -l)
+    this_nj=$(min "$nj" "$n")
+    begin 8 "scoring $out ($want; uSDR, cSDR with the $scorer scorer, $this_nj" \
+      "job(s)) -> $scoring"
+    # every job scores every N-th song into $scoring/songs/; the merge writes the tables
+    $decode_cmd JOB=1:"$this_nj" "$scoring/logs/score.JOB.log" \
+      "$python" -m espnet2_ext.bin.music_score "${score_opts[@]}" --job "JOB/$this_nj"
+    $decode_cmd "$scoring/logs/merge.log" \
+      "$python" -m espnet2_ext.bin.music_score "${score_opts[@]}" --merge
     log "results: $scoring/RESULTS.md"
     finish
   done
