@@ -46,12 +46,14 @@ subset_chunks=4      # test chunks per song in the fixed subset (4 songs: 16 chu
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1   # one thread per process: a shared CPU
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (evidence_multistep) $*"; }
 timed() {  # name command...: run it; append name, wall s, CPU s (user+sys, children)
-  local name=$1 start cpu0 cpu1
+  # (this shell's own and its waited-for children's CPU ticks, fields 14-17 of stat;
+  # BASHPID is read here, not inside $(...), which is a subshell of its own)
+  local name=$1 start cpu0 cpu1 me=$BASHPID
   shift
   start=$(date +%s.%N)
-  cpu0=$(awk '{print $14 + $15 + $16 + $17}' /proc/$BASHPID/stat)
+  cpu0=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$me/stat")
   "$@"
-  cpu1=$(awk '{print $14 + $15 + $16 + $17}' /proc/$BASHPID/stat)
+  cpu1=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$me/stat")
   printf '%s\t%.1f\t%.1f\n' "$name" \
     "$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')" \
     "$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" \
@@ -202,7 +204,8 @@ path = work / "timings.tsv"
 if path.is_file():
     for line in path.read_text().splitlines():
         name, wall, cpu = line.split("\t")
-        timing.append(f"| `{name}` | {float(wall) / 60:.1f} | {float(cpu) / 60:.1f} |")
+        cpu = f"{float(cpu) / 60:.1f}" if cpu.strip() != "nan" else "not recorded"
+        timing.append(f"| `{name}` | {float(wall) / 60:.1f} | {cpu} |")
 print(f"""# Evidence: multi-step inference (seeds/000) at the paper's T = 20, K = 10
 
 Written by `local/evidence_multistep.sh` (re-runnable; every step is skipped when its
