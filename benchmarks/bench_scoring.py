@@ -1,126 +1,243 @@
 #!/usr/bin/env python3
-"""Scoring time per song: ``music_score``'s per-song path vs museval called directly.
+"""Scoring one song as ``music_score`` does: ``--scorer museval`` vs ``--scorer fast``.
 
-A synthetic MUSDB-style song (4 stereo stems at 44.1 kHz, estimates = references + noise
-and leakage) is written as WAV files, then timed, each once:
+Songs of 4 stereo stems at 44.1 kHz (``make_song`` of ``bench_bsseval.py``: music-like
+synthetic stems, 16-bit references, a plausible separation as estimates) are written as
+WAV files in the MUSDB18-HQ layout, then each path below is timed on the same files,
+each in a fresh process with its thread count set before numpy and torch load
+(``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``,
+``torch.set_num_threads``), after a warm-up on a 2 s song:
 
-* **museval direct**: read the WAVs with soundfile, ``museval.eval_mus_track`` with a
-  track object holding them, median over windows with museval's ``EvalStore`` (what a
-  SiSEC-style evaluation of the model alone costs);
-* **music_score**: :func:`espnet2_ext.bin.music_score.score_song` (reads and checks the
-  WAVs, uSDR and cSDR of the model *and* of the mixture baseline);
-* **music_score, cached baseline**: the same with the baseline's scores taken from
-  ``--baseline_cache`` (a second system scored on the same references).
+* **museval, cached baseline**: ``score_song`` with the museval scorer, the mixture
+  baseline taken from the cache (what every system after the first costs): read and
+  check the WAVs, uSDR, ``museval.evaluate`` on the model's estimates, the
+  active-window SDR, the content key of the references;
+* **fast, cached baseline**: the same with our BSSEval v4
+  (:func:`espnet2_ext.metrics.bsseval.evaluate`);
+* **fast, with baseline**: the fast path scoring the mixture baseline too (the first
+  system on a reference set);
+* **fast on cuda**, when a GPU is there (``--device cuda``; museval has no GPU path).
 
-Wall-clock and CPU time (of this process, all threads) are reported: on a shared machine
-the CPU time is the steadier of the two. The model's per-stem cSDR of both paths is
-compared, as a check that the timings are of the same computation.
+Reported: CPU seconds of the process (all threads; the steadier number on a shared
+machine), wall seconds, the museval / fast ratios, peak resident memory of the process,
+and the largest difference between the two scorers over every finite window value of
+SDR, ISR, SIR and SAR and over the per-stem cSDR (dB).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_scoring.py --seconds 30
+    nice .venv/bin/python benchmarks/bench_scoring.py              # 30 s and 4 min
+    .venv/bin/python benchmarks/bench_scoring.py --seconds 30 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
-import types
 from pathlib import Path
+from typing import Dict, List
 
 import numpy as np
-import soundfile as sf
-
-from espnet2_ext.constants import MUSDB_STEMS
-from espnet2_ext.metrics.scoring import SongTask, score_song
 
 RATE = 44100
+STEMS = ("vocals", "bass", "drums", "other")
+METRICS = ("SDR", "ISR", "SIR", "SAR")
+#: (label, scorer, baseline cached, device)
+PATHS = (
+    ("museval, cached baseline", "museval", True, "cpu"),
+    ("fast, cached baseline", "fast", True, "cpu"),
+    ("fast, with baseline", "fast", False, "cpu"),
+)
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _write(path: Path, audio: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), audio, RATE, subtype="FLOAT")
+def write_song(root: Path, seconds: float, seed: int = 0) -> None:
+    """``root/ref/song/{stems,mixture}.wav`` and ``root/est/song/<stem>.wav``."""
+    import soundfile as sf
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_bsseval import make_song
+
+    references, estimates = make_song(seconds, seed=seed)
+    for folder in ("ref", "est"):
+        (root / folder / "song").mkdir(parents=True, exist_ok=True)
+    for j, stem in enumerate(STEMS):
+        sf.write(root / "ref" / "song" / f"{stem}.wav", references[j], RATE, "PCM_16")
+        sf.write(root / "est" / "song" / f"{stem}.wav", estimates[j], RATE, "FLOAT")
+    mixture = references.sum(axis=0)  # exact in float32: sums of 16-bit values
+    sf.write(root / "ref" / "song" / "mixture.wav", mixture, RATE, "FLOAT")
 
 
-def _make_song(root: Path, seconds: float, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    nsamples = int(seconds * RATE)
-    references = 0.1 * rng.standard_normal((len(MUSDB_STEMS), nsamples, 2))
-    estimates = references + 0.03 * rng.standard_normal(references.shape)
-    estimates[0] += 0.1 * references[3]  # some leakage
-    for j, stem in enumerate(MUSDB_STEMS):
-        _write(root / "ref" / "song" / f"{stem}.wav", references[j])
-        _write(root / "est" / "song" / f"{stem}.wav", estimates[j])
-    _write(root / "ref" / "song" / "mixture.wav", references.sum(axis=0))
+# ----------------------------------------------------------------------- child
+def child(spec: dict) -> None:
+    """Time one path in this (fresh) process; print one JSON line, save the scores."""
+    import torch
 
-
-def museval_direct(root: Path) -> np.ndarray:
-    import museval
-
-    targets = {}
-    for stem in MUSDB_STEMS:
-        audio, _ = sf.read(str(root / "ref" / "song" / f"{stem}.wav"), always_2d=True)
-        targets[stem] = types.SimpleNamespace(audio=audio)
-    track = types.SimpleNamespace(
-        name="song", rate=RATE, subset="test", targets=targets
+    from espnet2_ext.metrics.scoring import (
+        SongTask,
+        baseline_key,
+        load_song,
+        score_song,
     )
-    estimates = {
-        stem: sf.read(str(root / "est" / "song" / f"{stem}.wav"), always_2d=True)[0]
-        for stem in MUSDB_STEMS
-    }
-    store = museval.eval_mus_track(track, estimates)
-    frames = museval.EvalStore()
-    frames.add_track(store)
-    sdr = frames.agg_frames_scores().xs("SDR", level="metric")
-    return np.array([sdr.xs(stem, level="target").iloc[0] for stem in MUSDB_STEMS])
+
+    torch.set_num_threads(spec["threads"])
+    device = None if spec["device"] == "cpu" else spec["device"]
+
+    def task(root: Path, cached: bool) -> SongTask:
+        keys = frozenset()
+        if cached:  # the key as a cache file would hold it
+            refs, _, mixture, rate, _ = load_song(
+                root / "ref" / "song", root / "est" / "song", STEMS
+            )
+            keys = frozenset([baseline_key(refs, mixture, rate, STEMS, spec["scorer"])])
+        return SongTask(
+            "song",
+            str(root / "ref" / "song"),
+            str(root / "est" / "song"),
+            STEMS,
+            spec["scorer"],
+            device,
+            keys,
+        )
+
+    warm = score_song(task(Path(spec["warmup"]), spec["cached"]))  # imports, plans
+    assert warm.error is None, warm.error
+    work = task(Path(spec["root"]), spec["cached"])
+    sync = torch.cuda.synchronize if device else (lambda: None)
+    sync()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = score_song(work)
+    sync()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert result.error is None, result.error
+    assert result.baseline_cached == spec["cached"]
+    np.savez(spec["scores"], **result.model.bss)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    print(json.dumps({"wall": wall, "cpu": cpu, "peak_gib": peak}))
+
+
+# ---------------------------------------------------------------------- parent
+def run_child(spec: dict, threads: int) -> Dict[str, float]:
+    env = {**os.environ, **{var: str(threads) for var in _THREAD_VARIABLES}}
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{spec}: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def gaps(ours: Path, theirs: Path) -> Dict[str, float]:
+    """Largest |fast - museval| over windows finite in both, per metric, and of cSDR;
+    inf if the NaN windows differ."""
+    a, b = np.load(ours), np.load(theirs)
+    out = {}
+    for metric in METRICS:
+        x, y = a[metric], b[metric]
+        if not np.array_equal(np.isnan(x), np.isnan(y)):
+            out[metric] = float("inf")
+            continue
+        finite = np.isfinite(x) & np.isfinite(y)
+        out[metric] = float(np.abs(x[finite] - y[finite]).max())
+    out["cSDR"] = float(
+        np.nanmax(np.abs(np.nanmedian(a["SDR"], 1) - np.nanmedian(b["SDR"], 1)))
+    )
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=30.0, help="song length")
+    parser.add_argument("--seconds", type=float, nargs="+", default=[30.0, 240.0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--device", default=None, help="also time ours on this GPU")
+    parser.add_argument("--skip_museval", action="store_true")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child is not None:
+        child(json.loads(args.child))
+        return
 
+    import torch
+
+    paths = [p for p in PATHS if not (args.skip_museval and p[1] == "museval")]
+    device = args.device or ("cuda" if torch.cuda.is_available() else None)
+    if device:
+        paths.append((f"fast on {device}, cached baseline", "fast", True, device))
+    print(f"load average at start: {open('/proc/loadavg').read().split()[:3]}")
+    print(f"{os.cpu_count()} CPUs; GPU: {device or 'none available on this machine'}")
+    rows: List[tuple] = []
+    diffs: Dict[tuple, Dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        _make_song(root, args.seconds)
-        task = SongTask(
-            "song", str(root / "ref" / "song"), str(root / "est" / "song"), MUSDB_STEMS
+        tmp = Path(tmp)
+        write_song(tmp / "warmup", 2.0, seed=99)
+        for seconds in args.seconds:
+            root = tmp / f"{seconds:g}s"
+            write_song(root, seconds)
+            for threads in args.threads:
+                results = {}
+                for label, scorer, cached, where in paths:
+                    spec = {
+                        "root": str(root),
+                        "warmup": str(tmp / "warmup"),
+                        "scorer": scorer,
+                        "cached": cached,
+                        "device": where,
+                        "threads": threads,
+                        "scores": str(tmp / f"{seconds:g}_{threads}_{len(rows)}.npz"),
+                    }
+                    timing = run_child(spec, threads)
+                    results[label] = (timing, spec["scores"])
+                    rows.append((seconds, threads, label, timing))
+                    print(
+                        f"  {seconds:g} s song, {threads} thread(s), {label}: "
+                        f"CPU {timing['cpu']:.2f} s, wall {timing['wall']:.2f} s",
+                        flush=True,
+                    )
+                theirs = results.get(PATHS[0][0])
+                for label, (_, scores) in results.items():
+                    if theirs is not None and label != PATHS[0][0]:
+                        diffs[(seconds, threads, label)] = gaps(
+                            Path(scores), Path(theirs[1])
+                        )
+
+    print(f"\n4 stereo stems, {RATE} Hz, 1 s windows and hop; per song")
+    header = (
+        f"{'song':>5} {'thr':>3} {'path':>32} | {'CPU s':>8} {'wall s':>8} | "
+        f"{'museval/this CPU':>16} {'wall':>6} | {'peak GiB':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    reference = {}
+    for seconds, threads, label, timing in rows:
+        if label.startswith("museval"):
+            reference[(seconds, threads)] = timing
+    for seconds, threads, label, timing in rows:
+        base = reference.get((seconds, threads))
+        ratio = (
+            f"{base['cpu'] / timing['cpu']:>15.1f}x {base['wall'] / timing['wall']:>5.1f}x"
+            if base
+            else f"{'-':>16} {'-':>6}"
         )
-        import museval  # noqa: F401  (import cost outside the timings)
-
-        timings = {}  # name -> (wall seconds, CPU seconds of this process, all threads)
-
-        def timed(name, function, *args):
-            wall, cpu = time.perf_counter(), time.process_time()
-            result = function(*args)
-            timings[name] = (time.perf_counter() - wall, time.process_time() - cpu)
-            return result
-
-        theirs = timed("museval direct (model only)", museval_direct, root)
-        ours = timed("music_score (model + baseline)", score_song, task)
-        assert ours.error is None, ours.error
-        cached = SongTask(
-            task.track,
-            task.ref_song,
-            task.est_song,
-            task.stems,
-            {"uSDR": ours.mixture_usdr.tolist(), "cSDR": ours.mixture_csdr.tolist()},
-        )
-        again = timed("music_score (model, cached baseline)", score_song, cached)
-        assert again.baseline_cached and again.error is None
-
-    wall_ref, cpu_ref = timings["museval direct (model only)"]
-    print(f"song: {args.seconds:.0f} s, 4 stereo stems, {RATE} Hz")
-    print(f"{'path':>38} {'wall s':>7} {'ratio':>6} {'CPU s':>7} {'ratio':>6}")
-    for name, (wall, cpu) in timings.items():
         print(
-            f"{name:>38} {wall:>7.2f} {wall / wall_ref:>5.2f}x "
-            f"{cpu:>7.2f} {cpu / cpu_ref:>5.2f}x"
+            f"{seconds:>4.0f}s {threads:>3} {label:>32} | {timing['cpu']:>8.2f} "
+            f"{timing['wall']:>8.2f} | {ratio} | {timing['peak_gib']:>8.2f}"
         )
-    difference = np.max(np.abs(ours.csdr - theirs))
-    print(f"max |cSDR ours - museval| over stems: {difference:.2e} dB")
-    print("cSDR per stem (ours):", np.round(ours.csdr, 3).tolist())
+    print("\nmax |fast - museval| in dB over finite windows (same NaN windows: yes "
+          "unless inf):")  # fmt: skip
+    for (seconds, threads, label), diff in diffs.items():
+        print(
+            f"{seconds:>4.0f}s {threads} thr {label:>32}: "
+            + " ".join(f"{k} {v:.1e}" for k, v in diff.items())
+        )
+    print(f"load average at end: {open('/proc/loadavg').read().split()[:3]}")
 
 
 if __name__ == "__main__":
