@@ -11,16 +11,17 @@
 #   2. more validation songs: 8 songs of the generator with seed 1 (the demo set is
 #      seed 0; train soundfont and programs, as the validation songs), joined with the
 #      demo's 2 validation songs into data/valid_more (never the test songs);
-#   3. local/multistep.sh stage 1: the greedy schedule calibrated on data/valid_more;
+#   3. local/multistep.sh stage 1: the greedy schedules calibrated on data/valid_more
+#      (a weight per step and stem; a weight per step shared by the stems);
 #   4. local/multistep.sh stage 5: every variant on the fixed test subset: one-step,
-#      oracle snr search, the schedule, the blind mixture-consistency search;
+#      oracle snr search, the schedules, the blind mixture-consistency search;
 #   5. a stronger model: the same config trained 3x longer (tag demo_e30,
 #      --enh_args "--max_epoch 30"), then 3-4 for it; then the constant schedules
 #      (one weight per stem held for a chosen number of steps) of both models;
 #   6. the report: RESULTS_multistep.md and images/multistep_trace.png, written into
 #      --work and copied into the recipe folder (--results, default: this recipe).
 # Budget (upper bounds, forward passes of a 6 s chunk, ~0.4 CPU s each, one thread): per
-# model, oracle and blind search 16 x 721, greedy calibration 20 x 882, constant
+# model, oracle and blind search 16 x 721, each greedy calibration 20 x 882, constant
 # calibration 12 x 802, a schedule on the subset 16 x 81; RESULTS_multistep.md lists
 # them with what each step used.
 # Every step is skipped when its output exists, so an interrupted run resumes. Each
@@ -131,6 +132,8 @@ subset() {  # tag variant
 evaluate() {  # tag
   calibrate "$1" greedy "$calib_chunks"
   for variant in onestep oracle schedule blind; do subset "$1" "$variant"; done
+  calibrate "$1" shared "$calib_chunks"
+  subset "$1" schedule_shared
 }
 evaluate demo
 
@@ -180,7 +183,8 @@ bounds = [
     (f"oracle snr search, T={T}, K={K}, per model", chunks * (1 + T * (K - 1) * N)),
     (f"blind mixture_consistency search, T={T}, K={K}, per model",
      chunks * (1 + T * (K - 1) * N)),
-    (f"greedy schedule calibration ({calib_chunks} validation chunks), per model",
+    (f"greedy schedule calibration ({calib_chunks} validation chunks), per model "
+     "and kind (per stem; shared)",
      calib_chunks * (1 + T * K * N) + calib_chunks * (1 + T * N)),
     (f"constant schedule calibration ({constant_chunks} validation chunks), per model",
      constant_chunks * (1 + T * (K - 1) * N) + constant_chunks * (1 + T * N)),
@@ -242,7 +246,8 @@ other jobs (so wall times are several times the CPU times below).
 - **Variants.** one-step; **oracle**: search maximising snr against the chunk's own
   references (an upper bound); deployable, no reference on the test songs:
   (a) *greedy schedule*: a weight per step and stem, chosen step by step with oracle snr
-  on {calib_chunks} chunks of `data/valid_more`; (b) *constant schedule*: one weight per
+  on {calib_chunks} chunks of `data/valid_more`; (a') *shared schedule*: the same with
+  one weight per step for all stems; (b) *constant schedule*: one weight per
   stem held for a chosen number of steps (2 values per stem), on {constant_chunks} chunks
   of `data/valid_more`; (c) *blind search* with the reference-free `mixture_consistency`
   (a stem's candidate scored by 10 log10(|x|²/|x − candidate − Σ other stems' current
