@@ -64,58 +64,15 @@ def test_mixit_configs_hold_the_paper_recipe(size):
     )
     # 128 segments per step, as 64 mixtures of mixtures
     assert config["batch_size"] == 64
-    assert (config["max_epoch"], config["num_iters_per_epoch"]) == (150, 1000)
+    # the released configs: 150 epochs of 2038 updates (one decay step per epoch)
+    assert (config["max_epoch"], config["num_iters_per_epoch"]) == (150, 2038)
     assert config["optim"] == "adamw" and config["grad_clip"] == 5.0
     assert config["optim_conf"]["weight_decay"] == pytest.approx(1e-2)
     assert config["use_amp"] is True
 
 
-@pytest.mark.parametrize("size", ["small", "large"])
-def test_mixit_schedule_is_warmup_then_0965_per_epoch(size):
-    config = _load(TUNING / f"train_mixit_bs_locoformer_{size}.yaml")
-    peak = 5e-4 if size == "large" else 1e-3
-    assert config["optim_conf"]["lr"] == pytest.approx(peak)
-    lrs = _lrs(config, 12000)
-    for step in (1, 2500, 5000):  # linear from 0
-        assert lrs[step - 1] == pytest.approx(peak * step / 5000)
-    assert lrs[5500 - 1] == pytest.approx(peak)
-    # one factor 0.965 per epoch of 1000 steps
-    for step in (7500, 8500, 9500, 10500):
-        assert lrs[step - 1] / lrs[step - 1001] == pytest.approx(0.965)
-        assert lrs[step - 1] == lrs[step - 400]  # constant within an epoch
-
-
-def test_finetune_schedule_is_constant_until_epoch_550_then_098_every_two():
-    config = _load(TUNING / "finetune_enh_bs_locoformer_small.yaml")
-    peak = config["optim_conf"]["lr"]
-    assert peak == pytest.approx(1e-3)
-    steps = config["max_epoch"] * config["num_iters_per_epoch"]
-    assert steps == 900 * 110
-    lrs = _lrs(config, steps)
-
-    def expected(step: int) -> float:
-        # the authors' WarmUpStepLR(warmup 5000, decay_start_step 60500, step 220,
-        # 0.98) evaluated before optimizer step `step` (1-based), with a linear warm-up
-        if step <= 5000:
-            return peak * step / 5000
-        if step - 1 < 60500:
-            return peak
-        return peak * 0.98 ** ((step - 1 - 60500) // 220)
-
-    worst = max(abs(lr - expected(k)) / peak for k, lr in enumerate(lrs, 1))
-    assert worst < 1e-9
-    assert lrs[550 * 110 - 1] == pytest.approx(peak)  # end of epoch 550
-    assert lrs[-1] == pytest.approx(peak * 0.98**174)
-    # the other sizes: the same staircase scaled to their peak
-    for size in ("medium", "large"):
-        other = _load(TUNING / f"finetune_enh_bs_locoformer_{size}.yaml")
-        ratio = other["optim_conf"]["lr"] / peak
-        assert ratio == pytest.approx(0.5 if size == "large" else 1.0)
-        conf, ref = other["scheduler_conf"], config["scheduler_conf"]
-        assert conf["warmup_steps_list"] == ref["warmup_steps_list"]
-        assert conf["warmup_lr_list"] == pytest.approx(
-            [ratio * lr for lr in ref["warmup_lr_list"]], rel=1e-9
-        )
+# The learning-rate schedules of these configs (the authors' released staircases) are
+# checked against the authors' formula in tests/train/test_schedulers.py.
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -135,8 +92,9 @@ def test_finetune_configs_match_the_mixit_model_and_the_supervised_recipe(size):
     frozen = _load(TUNING / f"finetune_frozen_enh_bs_locoformer_{size}.yaml")
     assert frozen["max_epoch"] == 200
     lrs = _lrs(frozen, 200 * 110)
-    assert lrs[4999] == pytest.approx(frozen["optim_conf"]["lr"])
-    assert lrs[-1] == lrs[4999]  # constant after the warm-up
+    # constant at the peak after the warm-up
+    assert lrs[-1] == max(lrs) == pytest.approx(frozen["optim_conf"]["lr"])
+    assert lrs[5001] == lrs[-1]
 
 
 @pytest.mark.parametrize(
