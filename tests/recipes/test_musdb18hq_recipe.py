@@ -150,6 +150,9 @@ def test_pack_keeps_espnets_images_and_adds_the_scoring_plots(recipe):
         names = z.namelist()
         meta = yaml.safe_load(z.read("meta.yaml"))
     assert meta["plugins"]["espnet2_ext"] == __version__
+    # the chunking stage 7 evaluated the model with (TINY: 4 s chunks, 2 s hop)
+    chunking = meta["espnet2_ext"]["chunking"]
+    assert (chunking["segment"], chunking["hop"]) == (4.0, 2.0)
     assert any(n.endswith("RESULTS.md") for n in names)
     assert any(n.endswith("images/loss.png") for n in names)
     assert any(n.endswith("images/scoring/sdr_per_stem.png") for n in names)

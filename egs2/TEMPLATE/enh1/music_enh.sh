@@ -574,8 +574,10 @@ if wanted 11; then
   fi
   [ ! -f "$enh_exp/RESULTS.md" ] || options+=(--option "$enh_exp/RESULTS.md")
   [ ! -d "$enh_exp/images" ] || options+=(--option "$enh_exp/images")
+  # the pack records the chunking stage 7 used, so that the model's users get it too
   "$python" -m espnet2_ext.bin.pack --train_config "$enh_exp/config.yaml" \
     --model_file "$enh_exp/$inference_model" "${options[@]}" \
+    --segment_size "$segment_size" --hop_size "$hop_size" \
     --outpath "$enh_exp/packed.zip"
   finish
 fi
