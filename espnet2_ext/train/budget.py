@@ -12,6 +12,10 @@ every fraction of training has the factor it has in the reference run: the step 
 scale by ``steps / reference_steps`` (rounded, at least one update per stair), and
 ``gamma`` is adjusted to the rounded stair length so the decay per update stays the
 reference's. At ``steps == reference_steps`` the reference comes back unchanged.
+
+A budget so small that every update of it falls in the first two of the warm-up is
+refused: the authors' ramp ``(step - 1) / (warmup_steps - 1)`` gives those updates a
+learning rate of 0, so such a run would leave its initial weights as they are.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Dict, Mapping, Optional
 
 import yaml
 
+from espnet2_ext.train.schedulers import warmup_staircase_factor
 from espnet2_ext.utils.atomic import atomic_write_text
 
 #: The scheduler whose shape :func:`scale_staircase` keeps.
@@ -35,8 +40,12 @@ STAIRCASE_KEYS = (
 )
 
 
-def training_steps(config: Mapping) -> int:
+def training_steps(config: Mapping, name: str = "the config") -> int:
     """Optimizer updates of a config: ``max_epoch × num_iters_per_epoch``.
+
+    Args:
+        config: the training config.
+        name: how the error message calls it (e.g. its path).
 
     Raises:
         ValueError: the config leaves either unset (an epoch is then the data's length,
@@ -45,8 +54,10 @@ def training_steps(config: Mapping) -> int:
     epochs, iters = config.get("max_epoch"), config.get("num_iters_per_epoch")
     if not epochs or not iters:
         raise ValueError(
-            "the config needs max_epoch and num_iters_per_epoch to count its updates "
-            f"(got max_epoch={epochs}, num_iters_per_epoch={iters})"
+            f"{name} needs max_epoch and num_iters_per_epoch to count the updates its "
+            f"{STAIRCASE} schedule spans (got max_epoch={epochs}, "
+            f"num_iters_per_epoch={iters}): set both to the run the schedule was made "
+            "for"
         )
     return int(epochs) * int(iters)
 
@@ -111,8 +122,10 @@ def budget_config(
     ``config``'s budget, or any other scheduler left as it is.
 
     Raises:
-        ValueError: ``steps`` is not a multiple of ``steps_per_epoch``, or
-            ``schedule_from`` has another scheduler.
+        ValueError: ``steps`` is not a multiple of ``steps_per_epoch``,
+            ``schedule_from`` has another scheduler or no ``max_epoch`` ×
+            ``num_iters_per_epoch``, or no update of the scaled schedule has a learning
+            rate above 0.
     """
     if steps < 1 or steps_per_epoch < 1 or steps % steps_per_epoch:
         raise ValueError(
@@ -122,10 +135,20 @@ def budget_config(
     out = copy.deepcopy(dict(config))
     source = config if schedule_from is None else schedule_from
     if source.get("scheduler") == STAIRCASE:
-        out["scheduler"] = STAIRCASE
-        out["scheduler_conf"] = scale_staircase(
-            source["scheduler_conf"], training_steps(source), steps
+        name = "the config" if schedule_from is None else "schedule_from"
+        scaled = scale_staircase(
+            source["scheduler_conf"], training_steps(source, name), steps
         )
+        # update k (k = 0 … steps - 1) follows k updates: its factor is that of step k
+        if not any(warmup_staircase_factor(k, **scaled) > 0 for k in range(steps)):
+            raise ValueError(
+                f"{steps} updates train nothing with the {STAIRCASE} schedule scaled "
+                f"to them ({scaled}): the warm-up's ramp (step - 1) / (warmup_steps "
+                "- 1) gives the first two updates a learning rate of 0; give at "
+                "least 3 updates"
+            )
+        out["scheduler"] = STAIRCASE
+        out["scheduler_conf"] = scaled
     elif schedule_from is not None:
         raise ValueError(
             f"schedule_from has scheduler {schedule_from.get('scheduler')!r}, not "
@@ -157,6 +180,9 @@ def write_budget_config(
     if schedule_from is not None:
         with open(schedule_from, encoding="utf-8") as f:
             reference = yaml.safe_load(f)
+    shape_config = source if reference is None else reference
+    if shape_config.get("scheduler") == STAIRCASE:
+        training_steps(shape_config, schedule_from or config)  # its path in the error
     result = budget_config(
         source, steps=steps, steps_per_epoch=steps_per_epoch, schedule_from=reference
     )
@@ -164,7 +190,7 @@ def write_budget_config(
     if result.get("scheduler") == STAIRCASE:
         schedule = (
             f"# schedule: the {STAIRCASE} of {shape} scaled from its "
-            f"{training_steps(reference or source):,} updates to {steps:,} "
+            f"{training_steps(shape_config):,} updates to {steps:,} "
             f"(espnet2_ext.train.budget.scale_staircase), peak lr of {config}\n"
         )
     else:
