@@ -13,9 +13,11 @@ folders and writes:
   same songs: per seed (the difference of the two rows), with a t interval over seeds;
   per (seed, song) (mean over the stems), with their spread and how many are > 0; per
   stem; per song;
-* the songs and seeds each number rests on. A silent reference stem has no score (the
-  scorer leaves it undefined): that (song, stem) pair is excluded from every mean and
-  difference, and listed;
+* the songs and seeds each number rests on. An undefined score is excluded from every
+  mean and difference, and its (song, stem) pair listed per metric: a silent reference
+  stem has no uSDR or cSDR, and museval's cSDR leaves *every* stem of a song undefined
+  in the windows where any reference is silent (a song without one stem has no cSDR at
+  all);
 * the head selection of each seed, the time of each run, the settings and the command.
 
 Files (one set, :func:`espnet2_ext.utils.atomic.atomic_write_set`): ``RESULTS.md``,
@@ -34,7 +36,13 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from scipy import stats as scipy_stats
 
-from espnet2_ext.reports.tables import csv_text, format_number, markdown_table
+from espnet2_ext.reports.tables import (
+    PARTIAL,
+    counted,
+    csv_text,
+    format_number,
+    markdown_table,
+)
 from espnet2_ext.utils.atomic import atomic_write_set, json_finite
 
 METRICS = ("uSDR", "cSDR")
@@ -57,7 +65,8 @@ class RunScores:
 
     ``per_song[metric]`` is ``[num_tracks, num_stems]`` (NaN: undefined), rows in the
     order of ``tracks``; ``summary[metric]`` maps each stem and ``"average"`` to the
-    recipe's number (NaN: undefined).
+    recipe's number (NaN: undefined); ``mixture_songs[metric][stem]``: the songs the
+    mixture baseline's number rests on.
     """
 
     arm: str
@@ -70,6 +79,7 @@ class RunScores:
     summary: Dict[str, Dict[str, float]]
     mixture: Dict[str, Dict[str, float]]
     per_song: Dict[str, np.ndarray]
+    mixture_songs: Dict[str, Dict[str, int]] = field(default_factory=dict)
     silent: Dict[str, List[str]] = field(default_factory=dict)
 
 
@@ -136,12 +146,29 @@ def read_run(arm: str, seed: str, scoring_dir: Path) -> RunScores:
         summary=as_numbers(tag),
         mixture=as_numbers(MIXTURE),
         per_song=per_song,
+        mixture_songs=summary.get("songs_per_value", {}).get(MIXTURE, {}),
         silent={k: list(v) for k, v in summary.get("silent_stems", {}).items()},
     )
 
 
+def _same_numbers(a: Mapping, b: Mapping) -> bool:
+    """Two summaries ``{metric: {column: dB}}`` agree (NaN equals NaN)."""
+    return all(
+        np.allclose(
+            [a[m][c] for c in a[m]],
+            [b[m].get(c, math.nan) for c in a[m]],
+            rtol=0.0,
+            atol=1e-6,
+            equal_nan=True,
+        )
+        for m in METRICS
+    )
+
+
 def check_comparable(runs: Sequence[RunScores]) -> None:
-    """Every run scored the same stems of the same songs with the same scorer."""
+    """Every run scored the same stems of the same songs with the same scorer, against
+    the same references (the mixture baseline, which depends on the references only,
+    has the same numbers)."""
     if not runs:
         raise ValueError("no runs to compare")
     first = runs[0]
@@ -158,6 +185,12 @@ def check_comparable(runs: Sequence[RunScores]) -> None:
                 f"songs differ: {run.arm} seed {run.seed} ({run.scoring_dir}) scored "
                 f"{sorted(run.tracks)}, {first.arm} seed {first.seed} scored "
                 f"{sorted(first.tracks)}"
+            )
+        if not _same_numbers(run.mixture, first.mixture):
+            raise ValueError(
+                f"the mixture baselines differ: {run.arm} seed {run.seed} "
+                f"({run.scoring_dir}) was scored against other references than "
+                f"{first.arm} seed {first.seed} ({first.scoring_dir})"
             )
 
 
@@ -187,24 +220,35 @@ def _aligned(run: RunScores, tracks: Sequence[str], metric: str) -> np.ndarray:
 
 def arm_summary(runs: Sequence[RunScores], stems: Sequence[str]) -> Dict:
     """Per metric and column (stems, average): the spread over the seeds of the
-    recipe's numbers, and the songs each seed's number rests on."""
+    recipe's numbers, and the songs each seed's number rests on (``songs``, one count
+    per seed; for the average, the fewest of its stems')."""
     out = {}
     for metric in METRICS:
         out[metric] = {}
+        defined = [np.isfinite(run.per_song[metric]).sum(axis=0) for run in runs]
         for column in [*stems, "average"]:
             entry = spread([run.summary[metric][column] for run in runs])
             if column == "average":
-                counts = [
-                    int(np.isfinite(run.per_song[metric]).any(axis=1).sum())
-                    for run in runs
-                ]
+                entry["songs"] = [int(counts.min()) for counts in defined]
             else:
                 j = list(stems).index(column)
-                counts = [
-                    int(np.isfinite(run.per_song[metric][:, j]).sum()) for run in runs
-                ]
-            entry["songs"] = counts
+                entry["songs"] = [int(counts[j]) for counts in defined]
             out[metric][column] = entry
+    return out
+
+
+def undefined_pairs(runs: Sequence[RunScores], stems: Sequence[str]) -> Dict:
+    """Per metric, the (song, stem) pairs without a score in some run:
+    ``{metric: [[track, stem, runs undefined], ...]}`` (sorted), runs out of
+    ``len(runs)``."""
+    out = {}
+    for metric in METRICS:
+        count: Dict[Tuple[str, str], int] = {}
+        for run in runs:
+            for i, j in zip(*np.nonzero(~np.isfinite(run.per_song[metric]))):
+                key = (run.tracks[i], stems[j])
+                count[key] = count.get(key, 0) + 1
+        out[metric] = [[t, s, n] for (t, s), n in sorted(count.items())]
     return out
 
 
@@ -257,16 +301,24 @@ def paired_differences(
 
 
 # ------------------------------------------------------------------------ report
-def _pm(entry: Mapping[str, float], total: Optional[int] = None) -> str:
-    """``mean ± sd`` (only the mean for one value), ``(k/N)`` when the songs it rests
-    on are fewer than ``total``."""
+def _pm(
+    entry: Mapping[str, float], total: Optional[int] = None, average: bool = False
+) -> str:
+    """``mean ± sd`` (only the mean for one value); when the songs it rests on are
+    fewer than ``total``: ``(k/N)`` for a stem, :data:`PARTIAL` for an ``average``
+    (a mean over stems of which one rests on fewer songs)."""
     text = format_number(entry["mean"])
     if entry["n"] > 1:
         text += f" ± {format_number(entry['sd'])}"
     songs = entry.get("songs")
     if total is not None and songs and min(songs) < total:
         low, high = min(songs), max(songs)
-        text += f" ({low}/{total})" if low == high else f" ({low}–{high}/{total})"
+        if average:
+            text += f" {PARTIAL}"
+        elif low == high:
+            text += f" ({low}/{total})"
+        else:
+            text += f" ({low}–{high}/{total})"
     return text
 
 
@@ -337,6 +389,8 @@ def build_comparison(
     differences = {
         f"{a} − {b}": paired_differences(arms[a], arms[b], stems) for a, b in pairs
     }
+    undefined = undefined_pairs(scores, stems)
+    silent = sorted({(t, s) for r in scores for t, v in r.silent.items() for s in v})
     head_choices = {}
     for seed, path in heads:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -358,7 +412,8 @@ def build_comparison(
         "cSDR: median over songs of the median over 1 s windows (museval's "
         "standard); average: the mean of the stems. Each cell: mean ± sd over the "
         "seeds (sample sd); `(k/N)`: the number rests on k of the N songs in each "
-        "seed (a silent reference stem is undefined and left out).",
+        f"seed (undefined scores are left out: see the last section); {PARTIAL}: an "
+        "average over stems of which one rests on fewer songs.",
         "",
     ]
     for metric in METRICS:
@@ -368,11 +423,18 @@ def build_comparison(
             label = ARM_LABELS.get(arm, arm)
             rows.append(
                 [f"`{arm}`: {label}", str(len(arms[arm]))]
-                + [_pm(summary[metric][c], total) for c in [*stems, "average"]]
+                + [_pm(summary[metric][c], total) for c in stems]
+                + [_pm(summary[metric]["average"], total, average=True)]
             )
+        mixture_songs = scores[0].mixture_songs.get(metric, {})
+        partial = any(mixture_songs.get(s, total) < total for s in stems)
         rows.append(
             [f"`{MIXTURE}`: {ARM_LABELS[MIXTURE]}", "–"]
-            + [format_number(mixture[metric][c]) for c in [*stems, "average"]]
+            + [
+                counted(mixture[metric][s], mixture_songs.get(s, total), total)
+                for s in stems
+            ]
+            + [format_number(mixture[metric]["average"]) + (f" {PARTIAL}" * partial)]
         )
         md += [markdown_table(["arm", "seeds", *stems, "average"], rows)]
 
@@ -464,17 +526,32 @@ def build_comparison(
             )
         md += [markdown_table(["song", *names], rows)]
 
-    silent = sorted({(t, s) for r in scores for t, v in r.silent.items() for s in v})
-    if silent:
+    if silent or any(undefined.values()):
         md += [
             "## Undefined (song, stem) pairs",
             "",
-            "Silent reference stems: no uSDR or cSDR exists for them; they are left out "
-            "of every number above: "
-            + ", ".join(f"{t} / {s}" for t, s in silent)
+            "Left out of every number above (means, medians, differences and their "
+            "counts). A silent reference stem has no uSDR or cSDR; museval's cSDR "
+            "leaves a 1 s window undefined for every stem when any reference (or "
+            "estimate) in it is silent, so a song without one stem has no cSDR for "
+            "any stem. Silent reference stems: "
+            + (", ".join(f"{t} / {s}" for t, s in silent) or "none")
             + ".",
             "",
         ]
+        rows = [
+            [metric, f"{track} / {stem}", f"{n}/{len(scores)}"]
+            for metric in METRICS
+            for track, stem, n in undefined[metric]
+        ]
+        if rows:
+            md += [
+                markdown_table(
+                    ["metric", "song / stem", "runs without a score"],
+                    rows,
+                    numeric=False,
+                )
+            ]
     if head_choices:
         md += ["## Head selection (12 → one output per stem)", ""]
         rows = []
@@ -524,6 +601,7 @@ def build_comparison(
         "mixture": mixture,
         "differences": differences,
         "silent": [list(p) for p in silent],
+        "undefined": undefined,
         "heads": head_choices,
         "timings": timing,
     }
