@@ -514,17 +514,22 @@ def build_comparison(
             rows.append(row)
         header = ["seed"] + [f"{n}, {m}" for n in names for m in METRICS]
         md += [markdown_table(header, rows)]
-        md += ["Per song (uSDR, mean over stems; mean ± sd over seeds):", ""]
+        md += [
+            "Per song (the difference averaged over the stems defined in both, "
+            "mean ± sd over seeds; n/a: no stem of the song has a score):",
+            "",
+        ]
         rows = []
         for track in tracks:
             rows.append(
                 [track]
                 + [
-                    _pm_signed(d["uSDR"]["per_song"][track])
+                    _pm_signed(d[metric]["per_song"][track])
                     for d in differences.values()
+                    for metric in METRICS
                 ]
             )
-        md += [markdown_table(["song", *names], rows)]
+        md += [markdown_table(["song", *header[1:]], rows)]
 
     if silent or any(undefined.values()):
         md += [
@@ -564,7 +569,8 @@ def build_comparison(
             "## Time per run",
             "",
             "Wall and CPU minutes (user + system of every process of the step; a "
-            "resumed step: the sum of its invocations).",
+            "resumed step: the sum of its invocations). The sum's wall time exceeds "
+            "the experiment's when runs went in parallel (compare.sh --jobs).",
             "",
         ]
         rows = [
@@ -578,7 +584,7 @@ def build_comparison(
         ]
         rows.append(
             [
-                "total",
+                "sum",
                 f"{sum(t['wall_s'] for t in timing.values()) / 60:.1f}",
                 f"{sum(t['cpu_s'] for t in timing.values()) / 60:.1f}",
                 "",
