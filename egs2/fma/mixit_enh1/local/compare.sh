@@ -73,7 +73,9 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)   # egs2/fma/mixit_enh1
 repo=$(cd "$here/../../.." && pwd)
 called_from=$PWD
-command_line=$(printf '%q ' "$0" "$@")
+# the command as it was typed, after a cd to where it was typed (relative paths work)
+command_line=$(printf '%q ' cd "$PWD")
+command_line+="&& $(printf '%q ' "$0" "$@")"
 command_line=${command_line% }
 
 work=""
@@ -198,8 +200,32 @@ if [ -f "$work/settings.txt" ]; then
       "not be comparable. Use another --work, or the settings of $work/settings.txt"
   fi
 else
-  echo "$settings" >"$work/settings.txt"
+  # a new work folder (or one whose first call stopped before its settings were
+  # recorded): configs of an earlier attempt are not these settings'
+  rm -f "$work/conf/mixit.yaml" "$work/conf/finetune.yaml" "$work/conf/frozen.yaml"
 fi
+
+# ------------------------------------------------------------- 1. budget configs
+# before the settings are recorded: a budget budget_config refuses (e.g. too few
+# updates to train anything) leaves the work folder free for a corrected call
+conf=$work/conf
+write_config() {  # IN OUT STEPS SHAPE
+  local from=()
+  [ "$schedule" = config ] || from=(--schedule_from "$4")
+  "$python" -m espnet2_ext.bin.budget_config --config "$1" --out "$2" --steps "$3" \
+    --steps_per_epoch "$steps_per_epoch" ${from[@]+"${from[@]}"} ||
+    die "no config at this budget from $1 (the error above); nothing was recorded" \
+      "in $work, so the same --work takes a corrected call"
+}
+tuning=$here/conf/tuning
+[ -f "$conf/mixit.yaml" ] || write_config "$mixit_config" "$conf/mixit.yaml" \
+  "$mixit_steps" "$tuning/train_mixit_bs_locoformer_${shape_size}.yaml"
+[ -f "$conf/finetune.yaml" ] || write_config "$finetune_config" "$conf/finetune.yaml" \
+  "$finetune_steps" "$tuning/finetune_enh_bs_locoformer_${shape_size}.yaml"
+[ -f "$conf/frozen.yaml" ] || write_config "$frozen_config" "$conf/frozen.yaml" \
+  "$finetune_steps" "$tuning/finetune_frozen_enh_bs_locoformer_${shape_size}.yaml"
+
+[ -f "$work/settings.txt" ] || echo "$settings" >"$work/settings.txt"
 echo "$command_line" >>"$work/commands.txt"
 log "work folder $work; seeds: $seeds; arms: $arms; budget: $mixit_steps MixIT +" \
   "$finetune_steps fine-tuning updates; $jobs training(s) at once"
@@ -252,22 +278,6 @@ step() {  # NAME CMD...: run CMD once (log: logs/NAME.log; done: done/NAME)
   touch "$work/done/$name"
   log "$name: done ($(time_of "$name"))"
 }
-
-# ------------------------------------------------------------- 1. budget configs
-conf=$work/conf
-write_config() {  # IN OUT STEPS SHAPE
-  local from=()
-  [ "$schedule" = config ] || from=(--schedule_from "$4")
-  "$python" -m espnet2_ext.bin.budget_config --config "$1" --out "$2" --steps "$3" \
-    --steps_per_epoch "$steps_per_epoch" "${from[@]}"
-}
-tuning=$here/conf/tuning
-[ -f "$conf/mixit.yaml" ] || write_config "$mixit_config" "$conf/mixit.yaml" \
-  "$mixit_steps" "$tuning/train_mixit_bs_locoformer_${shape_size}.yaml"
-[ -f "$conf/finetune.yaml" ] || write_config "$finetune_config" "$conf/finetune.yaml" \
-  "$finetune_steps" "$tuning/finetune_enh_bs_locoformer_${shape_size}.yaml"
-[ -f "$conf/frozen.yaml" ] || write_config "$frozen_config" "$conf/frozen.yaml" \
-  "$finetune_steps" "$tuning/finetune_frozen_enh_bs_locoformer_${shape_size}.yaml"
 
 # ------------------------------------------------------------------- 2. data
 musdb_common=(--data "$songs" --size "$size" --nj "$nj" --scorer "$scorer"
