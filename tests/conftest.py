@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 from pathlib import Path
 from typing import Dict, List
 
@@ -44,6 +46,34 @@ def tiny_config(num_spk: int = 2, criterion: str = "snr") -> Dict:
         sample_rate=FS,
         num_spk=num_spk,
     )
+
+
+def tiny_model_dir(root: Path, num_spk: int = 4, seed: int = 0) -> Path:
+    """A trained-model folder (config.yaml + model.pth, as ESPnet writes them) of a
+    tiny BS-Locoformer with random weights (``torch.manual_seed(seed)``)."""
+    from espnet2_ext.tasks.enh import EnhancementTask
+    from espnet2_ext.zoo import full_train_config, write_model_dir
+
+    torch.manual_seed(seed)
+    config = tiny_config(num_spk=num_spk)
+    model = EnhancementTask.build_model(
+        argparse.Namespace(**full_train_config(config, root))
+    )
+    write_model_dir(config, model.state_dict(), root)
+    return root
+
+
+def pack_model_dir(folder: Path, out: Path) -> Path:
+    """ESPnet's model-zoo zip of ``folder`` (config.yaml + model.pth); packed from inside
+    the folder, as ESPnet records cwd-relative paths."""
+    from espnet2_ext.zoo import pack
+
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        return pack("config.yaml", "model.pth", out)
+    finally:
+        os.chdir(cwd)
 
 
 def write_stereo_set(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
@@ -15,42 +14,27 @@ import torch
 
 from espnet2_ext.api import AudioDecodeError, MultiStepConfig, Separator, load_model
 from espnet2_ext.constants import MUSDB_STEMS
-from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.zoo import (
     IncompatiblePackError,
     UnsafeArchiveError,
-    full_train_config,
     pack,
     resolve_folder,
     safe_unpack,
-    write_model_dir,
 )
 
-from conftest import FS, tiny_config
+from conftest import FS, pack_model_dir, tiny_model_dir
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("api") / "exp"
-    torch.manual_seed(0)
-    config = tiny_config(num_spk=4)
-    model = EnhancementTask.build_model(
-        argparse.Namespace(**full_train_config(config, root))
-    )
-    write_model_dir(config, model.state_dict(), root)
-    return root
+    return tiny_model_dir(tmp_path_factory.mktemp("api") / "exp", 4)
 
 
 @pytest.fixture(scope="module")
 def packed(model_dir):
-    cwd = os.getcwd()
-    os.chdir(model_dir)
-    try:
-        return pack("config.yaml", "model.pth", model_dir.parent / "packed.zip")
-    finally:
-        os.chdir(cwd)
+    return pack_model_dir(model_dir, model_dir.parent / "packed.zip")
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ than the model's STFT frame is refused with the minimum."""
 
 from __future__ import annotations
 
-import argparse
-import os
 import re
 import subprocess
 
@@ -17,29 +15,16 @@ import torch
 
 from espnet2_ext.api import AudioDecodeError, load_model
 from espnet2_ext.bin import separate as separate_cli
-from espnet2_ext.tasks.enh import EnhancementTask
-from espnet2_ext.zoo import full_train_config, pack, write_model_dir
 
-from conftest import FS, tiny_config
+from conftest import FS, pack_model_dir, tiny_model_dir
 
 FRAMES = int(0.5 * FS)
 
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("inputs") / "exp"
-    torch.manual_seed(0)
-    config = tiny_config(num_spk=2)
-    model = EnhancementTask.build_model(
-        argparse.Namespace(**full_train_config(config, root))
-    )
-    write_model_dir(config, model.state_dict(), root)
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        return pack("config.yaml", "model.pth", root.parent / "packed.zip")
-    finally:
-        os.chdir(cwd)
+    root = tiny_model_dir(tmp_path_factory.mktemp("inputs") / "exp", 2)
+    return pack_model_dir(root, root.parent / "packed.zip")
 
 
 @pytest.fixture(scope="module")

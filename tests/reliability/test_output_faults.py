@@ -4,7 +4,6 @@ a full disk is reported as "disk full" with the path and nothing is half written
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import hashlib
@@ -20,15 +19,12 @@ from typing import Dict, Iterator
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from espnet2_ext.bin import separate as separate_cli
 from espnet2_ext.constants import MUSDB_STEMS
-from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.utils import atomic
-from espnet2_ext.zoo import full_train_config, pack, write_model_dir
 
-from conftest import FS, tiny_config
+from conftest import FS, pack_model_dir, tiny_model_dir
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES = int(0.3 * FS)
@@ -36,19 +32,8 @@ FRAMES = int(0.3 * FS)
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("outputs") / "enh_tiny"
-    torch.manual_seed(0)
-    config = tiny_config(num_spk=4)
-    model = EnhancementTask.build_model(
-        argparse.Namespace(**full_train_config(config, root))
-    )
-    write_model_dir(config, model.state_dict(), root)
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        return pack("config.yaml", "model.pth", root.parent / "packed.zip")
-    finally:
-        os.chdir(cwd)
+    root = tiny_model_dir(tmp_path_factory.mktemp("outputs") / "enh_tiny", 4)
+    return pack_model_dir(root, root.parent / "packed.zip")
 
 
 @pytest.fixture(scope="module")

@@ -5,41 +5,26 @@ hub."""
 
 from __future__ import annotations
 
-import argparse
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from espnet2_ext.api import load_model
 from espnet2_ext.bin import hf_upload
 from espnet2_ext.bin import separate as separate_cli
-from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.version import __version__
-from espnet2_ext.zoo import DamagedPackError, full_train_config, pack, write_model_dir
+from espnet2_ext.zoo import DamagedPackError
 
-from conftest import FS, tiny_config
+from conftest import FS, pack_model_dir, tiny_model_dir
 
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults") / "exp"
-    torch.manual_seed(0)
-    config = tiny_config(num_spk=2)
-    model = EnhancementTask.build_model(
-        argparse.Namespace(**full_train_config(config, root))
-    )
-    write_model_dir(config, model.state_dict(), root)
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        return pack("config.yaml", "model.pth", root.parent / "packed.zip")
-    finally:
-        os.chdir(cwd)
+    root = tiny_model_dir(tmp_path_factory.mktemp("faults") / "exp", 2)
+    return pack_model_dir(root, root.parent / "packed.zip")
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,12 @@ import torch
 import yaml
 
 from espnet2_ext.constants import MUSDB_STEMS
-from espnet2_ext.tasks.enh import EnhancementTask
 from espnet2_ext.zoo import (
     DamagedPackError,
     IncompatiblePackError,
     UnsafeArchiveError,
     check_zip_entries,
     compatibility_problem,
-    full_train_config,
     looks_like_path,
     pack,
     parse_hub_id,
@@ -30,10 +28,9 @@ from espnet2_ext.zoo import (
     stem_names,
     unpack_pack,
     unpack_with_espnet_model_zoo,
-    write_model_dir,
 )
 
-from conftest import tiny_config
+from conftest import tiny_model_dir
 
 
 def _pack_in(folder: Path, out: Path) -> Path:
@@ -49,14 +46,7 @@ def _pack_in(folder: Path, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("zoo") / "exp"
-    torch.manual_seed(0)
-    config = tiny_config(num_spk=4)
-    model = EnhancementTask.build_model(
-        argparse.Namespace(**full_train_config(config, root))
-    )
-    write_model_dir(config, model.state_dict(), root)
-    return root
+    return tiny_model_dir(tmp_path_factory.mktemp("zoo") / "exp", 4)
 
 
 @pytest.fixture(scope="module")
