@@ -248,6 +248,21 @@ def test_a_model_and_data_with_other_stems_stop_with_both_lists(recipe):
     assert "(chords melody rhythm)" in proc.stderr
 
 
+def test_a_diverging_training_stops_the_recipe_before_inference(recipe):
+    # lr 1e8: the loss blows up; stage 6 fails, stages 7-8 never run on that model
+    proc = run_recipe(
+        recipe, *TINY, "--enh_tag", "diverged", "--enh_args", "--optim_conf lr=1.0e+8",
+        "--stage", "6", "--stop_stage", "8", check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    exp = recipe / "exp" / "enh_diverged"
+    log = (exp / "train.log").read_text()
+    assert "enh_train: error:" in log and "diverged" in log
+    assert "Stage 7" not in proc.stdout
+    assert not (exp / "separate_test").exists()
+    assert not list(exp.glob("valid.*.pth"))
+
+
 def test_more_gpus_than_present_stop_before_anything(recipe):
     import torch
 
