@@ -129,7 +129,8 @@ def test_parse_options_accepts_old_names_with_one_deprecation_line(tmp_path):
     assert typo.returncode != 0 and "unknown option --enh_cofig" in typo.stderr
 
 
-def test_an_interrupted_run_local_stops_its_jobs(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_an_interrupted_run_local_stops_its_jobs(tmp_path, sig):
     runner = subprocess.Popen(
         [UTILS / "run_local.sh", "JOB=1:2", "l.JOB.log", "sh", "-c",
          "echo $$ > pid.JOB; exec sleep 60"],
@@ -140,7 +141,7 @@ def test_an_interrupted_run_local_stops_its_jobs(tmp_path):
             break
         time.sleep(0.1)
     pids = [int((tmp_path / f"pid.{j}").read_text()) for j in (1, 2)]
-    runner.send_signal(signal.SIGTERM)
+    runner.send_signal(sig)  # SIGINT: what Ctrl-C sends
     assert runner.wait(timeout=10) != 0
     assert "interrupted; stopped 2 job(s)" in runner.stderr.read()
     time.sleep(0.5)
