@@ -2,6 +2,7 @@
 tiny end-to-end run on a folder of unlabeled mixtures and a small song tree."""
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -155,8 +156,11 @@ def test_recipe_on_an_unlabeled_folder_and_a_three_stem_song_tree(tmp_path):
         max_epoch=1,
         preprocessor_conf={"segment_seconds": 1.0},
     )
+    # the fine-tuning config given as an absolute path, the frozen one relative
+    finetune = work / "conf" / "finetune_enh_demo.yaml"
     args = ["--data", str(mixtures), "--musdb", str(songs), "--size", "tiny", "--nj",
-            "1", "--enh_config", "conf/train_mixit_ci.yaml"]  # fmt: skip
+            "1", "--enh_config", "conf/train_mixit_ci.yaml",
+            "--finetune_config", str(finetune)]  # fmt: skip
     valid_list = tmp_path / "own" / own["valid_list"]
     proc = run_recipe(work, *args, "--valid_list", str(valid_list))
     for n in (1, 5, 6, 7):
@@ -183,4 +187,8 @@ def test_recipe_on_an_unlabeled_folder_and_a_three_stem_song_tree(tmp_path):
     assert model.num_spk == 3
     # the hand-off names the MUSDB18-HQ recipe, the model and the stems' data
     assert "--init_param" in proc.stdout and "heads/model.pth" in proc.stdout
+    # the printed commands name files that exist, wherever the configs were given from
+    printed = re.findall(r"--(?:enh_config|init_param) (\S+)", proc.stdout)
+    assert len(printed) == 4 and str(finetune) in printed
+    assert all(Path(p).is_file() for p in printed), printed
     assert f"--data {songs}" in proc.stdout

@@ -229,13 +229,14 @@ print("heads:", r["heads"]); [print("note:", n) for n in r["notes"]]' \
   [ "$size" != tiny ] || data_arg+=" --size tiny"
   stems_arg=""
   [ -z "$stems" ] || stems_arg=" --stems \"$stems\""
+  here_path() { case "$1" in /*) echo "$1" ;; *) echo "$here/$1" ;; esac; }
   echo "  cd ../../musdb18hq/enh1"
   echo "  # all parameters"
-  echo "  ./run.sh $data_arg$stems_arg --enh_config $here/$finetune_config \\"
-  echo "    --init_param $here/$heads_dir/model.pth --enh_tag ${enh_tag}_finetune"
+  echo "  ./run.sh $data_arg$stems_arg --enh_config $(here_path "$finetune_config") \\"
+  echo "    --init_param $(here_path "$heads_dir")/model.pth --enh_tag ${enh_tag}_finetune"
   echo "  # encoder and decoder only, the TF-Locoformer blocks frozen"
-  echo "  ./run.sh $data_arg$stems_arg --enh_config $here/$frozen_config \\"
-  echo "    --init_param $here/$heads_dir/model.pth --enh_tag ${enh_tag}_frozen"
+  echo "  ./run.sh $data_arg$stems_arg --enh_config $(here_path "$frozen_config") \\"
+  echo "    --init_param $(here_path "$heads_dir")/model.pth --enh_tag ${enh_tag}_frozen"
   echo "  # the same fine-tuning budget from scratch: drop --init_param"
 fi
 
