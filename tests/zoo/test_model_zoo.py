@@ -30,18 +30,7 @@ from espnet2_ext.zoo import (
     unpack_with_espnet_model_zoo,
 )
 
-from conftest import tiny_model_dir
-
-
-def _pack_in(folder: Path, out: Path) -> Path:
-    """Pack config.yaml + model.pth of ``folder`` (ESPnet records cwd-relative
-    paths)."""
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        return pack("config.yaml", "model.pth", out)
-    finally:
-        os.chdir(cwd)
+from conftest import pack_model_dir, tiny_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +40,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def packed(model_dir):
-    return _pack_in(model_dir, model_dir.parent / "packed.zip")
+    return pack_model_dir(model_dir, model_dir.parent / "packed.zip")
 
 
 def _rewrite_meta(src: Path, dst: Path, version: str) -> Path:
@@ -159,7 +148,7 @@ def test_pack_is_readable_by_others_and_prints_only_its_final_path(
 ):
     old = os.umask(0o022)
     try:
-        out = _pack_in(model_dir, tmp_path / "shared.zip")
+        out = pack_model_dir(model_dir, tmp_path / "shared.zip")
     finally:
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
@@ -172,7 +161,7 @@ def test_pack_is_readable_by_others_and_prints_only_its_final_path(
 def test_pack_records_the_model_name_and_chunking(model_dir, tmp_path):
     from espnet2_ext.separation.config import ChunkingConfig
 
-    plain = _pack_in(model_dir, tmp_path / "plain.zip")
+    plain = pack_model_dir(model_dir, tmp_path / "plain.zip")
     files = resolve_source(plain, cache_dir=tmp_path / "cache")
     assert files.name == model_dir.name and files.chunking is None
     cwd = os.getcwd()
