@@ -186,3 +186,28 @@ def test_other_settings_on_the_same_work_folder_are_refused(compared):
     assert "< finetune_steps=3" in proc.stderr and "> finetune_steps=6" in proc.stderr
     assert "Use another --work" in proc.stderr
     assert _files(work) == before
+
+
+@pytest.mark.parametrize(
+    "arms, refused",
+    [("finetune scratch", "--unlabeled"), ("scratch frozen_scratch", "config")],
+)
+def test_the_unlabeled_folder_is_checked_only_when_an_arm_pre_trains(
+    tmp_path, arms, refused
+):
+    # two bad options: the unlabeled folder, read only by the arms that start from a
+    # MixIT model, and a config, checked after it; nothing may be written
+    proc = subprocess.run(
+        [
+            str(COMPARE), "--work", "work", "--arms", arms,
+            "--unlabeled", "no_such_folder", "--finetune_config", "no_such.yaml",
+        ],
+        cwd=tmp_path, env=recipe_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    if refused == "--unlabeled":
+        assert f"--unlabeled {tmp_path}/no_such_folder: no such folder" in proc.stderr
+    else:
+        assert f"config {tmp_path}/no_such.yaml not found" in proc.stderr
+        assert "--unlabeled" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -36,7 +36,7 @@
 # (python -m espnet2_ext.bin.budget_config; --schedule config keeps the configs' own).
 # At least 3 updates: the released warm-up gives the first two a learning rate of 0.
 # Without an arm that starts from MixIT (--arms "scratch frozen_scratch") the unlabeled
-# mixtures are not prepared and nothing is pre-trained.
+# mixtures are not prepared (--unlabeled is not read) and nothing is pre-trained.
 # Every step is skipped when its output exists: run the same command again to resume an
 # interrupted run (a training resumes from its last epoch). A work folder made with
 # other settings is refused. Progress lines on the console, each step's log under
@@ -138,7 +138,11 @@ for a in $arms; do
   esac
 done
 has_arm() { [[ " $arms " == *" $1 "* ]]; }
+# the unlabeled mixtures only for the arms that start from a MixIT model
+needs_mixit=false
+for a in finetune frozen heads; do ! has_arm "$a" || needs_mixit=true; done
 for v in songs unlabeled; do
+  [ "$v" = songs ] || "$needs_mixit" || continue
   case "${!v}" in demo|real) ;; *)
     p=$(absolute "${!v}"); [ -d "$p" ] || die "--$v $p: no such folder"
     printf -v "$v" '%s' "$p" ;;
@@ -230,8 +234,9 @@ tuning=$here/conf/tuning
 
 [ -f "$work/settings.txt" ] || echo "$settings" >"$work/settings.txt"
 echo "$command_line" >>"$work/commands.txt"
-log "work folder $work; seeds: $seeds; arms: $arms; budget: $mixit_steps MixIT +" \
-  "$finetune_steps fine-tuning updates; $jobs training(s) at once"
+budget="$finetune_steps fine-tuning updates"
+! "$needs_mixit" || budget="$mixit_steps MixIT + $budget"
+log "work folder $work; seeds: $seeds; arms: $arms; budget: $budget; $jobs training(s) at once"
 
 # -------------------------------------------------------------- recipe copies
 fma=$work/fma
@@ -295,10 +300,6 @@ eval "extra=($musdb_args)" && musdb_common+=(${extra[@]+"${extra[@]}"})
 eval "extra=($fma_args)" && fma_common+=(${extra[@]+"${extra[@]}"})
 musdb_run() { (cd "$musdb" && ./run.sh "${musdb_common[@]}" "$@"); }
 fma_run() { (cd "$fma" && ./run.sh "${fma_common[@]}" "$@"); }
-
-# the unlabeled mixtures only for the arms that start from a MixIT model
-needs_mixit=false
-for a in finetune frozen heads; do ! has_arm "$a" || needs_mixit=true; done
 
 step songs musdb_run --stage 1 --stop_stage 4 --enh_config "$conf/finetune.yaml"
 case "$songs" in
