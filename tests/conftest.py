@@ -12,7 +12,16 @@ import pytest
 import soundfile as sf
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The files with end-to-end (``slow``) tests first, each file's tests in their
+    order: with two workers (tools/test.sh; a file per worker at a time), the longest
+    files start at once instead of ending the run on one worker."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
 
 FS = 44100
 

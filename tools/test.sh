@@ -5,5 +5,14 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bash tools/setup_venv.sh
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# Two worker processes (pytest-xdist; PYTEST_WORKERS=1: one process), a test file per
+# worker at a time so that a file's module fixtures are built once, one thread each: the
+# 2-core CI machine's cores.
+workers=${PYTEST_WORKERS:-2}
+if [ "$workers" -gt 1 ]; then
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+  set -- -n "$workers" --dist loadfile "$@"
+else
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+fi
 exec .venv/bin/python -m pytest tests "$@"
