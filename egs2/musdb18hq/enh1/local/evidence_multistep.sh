@@ -30,15 +30,19 @@ set -euo pipefail
 # The whole script is one function, read before it runs: editing this file while a
 # run is under way does not change what that run does.
 main() {
+args="$*"   # recorded in RESULTS_multistep.md
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)   # egs2/musdb18hq/enh1
 repo=$(cd "$here/../../.." && pwd)
 
 work=/tmp/evidence_multistep
 results=$here        # RESULTS_multistep.md and images/ are written here at the end
 strong_epochs=30     # the stronger model: the demo config (10 epochs) trained 3x longer
+                     # (0: no stronger model, the demo model's steps only)
 valid_songs=8        # extra validation songs (generator seed 1)
 calib_chunks=20      # validation chunks the greedy schedules are calibrated on (of ~50)
-constant_chunks=12   # … the constant schedules (every weight for 20 steps: costlier)
+constant_chunks=12   # … the constant schedules (every weight for 20 steps: costlier;
+                     # 0: none)
+jobs=1               # 2: a model's calibrations and subset runs in two parallel queues
 subset_chunks=4      # test chunks per song in the fixed subset (4 songs: 16 chunks)
 . "$here/utils/parse_options.sh"
 [ $# -eq 0 ] || { echo "$0: unexpected arguments: $*" >&2; exit 1; }
@@ -129,33 +133,53 @@ subset() {  # tag variant
 }
 # the demo model's variants first (they meet the pipeline before the long training),
 # then the stronger model's; the costly constant schedules last
-evaluate() {  # tag
+# (--jobs 2: two queues, each in its order: the schedules, whose subset runs need their
+# calibration, beside the searches; each step writes only its own files)
+schedules() {  # tag
   calibrate "$1" greedy "$calib_chunks"
-  for variant in onestep oracle schedule blind; do subset "$1" "$variant"; done
+  subset "$1" schedule
   calibrate "$1" shared "$calib_chunks"
   subset "$1" schedule_shared
+}
+searches() {  # tag
+  for variant in onestep oracle blind; do subset "$1" "$variant"; done
+}
+evaluate() {  # tag
+  if [ "$jobs" -ge 2 ]; then
+    local a b rc=0
+    schedules "$1" & a=$!
+    searches "$1" & b=$!
+    wait "$a" || rc=$?
+    wait "$b" || rc=$?
+    [ "$rc" -eq 0 ] || { echo "$0: a step of $1 failed (exit $rc)" >&2; exit "$rc"; }
+  else
+    schedules "$1"
+    searches "$1"
+  fi
 }
 evaluate demo
 
 # ------------------------------------------------------------ 5. the stronger model
 strong=demo_e$strong_epochs
-if [ ! -f "$recipe/exp/enh_$strong/valid.loss.ave.pth" ]; then
+if [ "$strong_epochs" -gt 0 ] && [ ! -f "$recipe/exp/enh_$strong/valid.loss.ave.pth" ]; then
   log "5. the stronger model: the demo config, --max_epoch $strong_epochs (tag $strong)"
   (cd "$recipe" && timed "train_$strong" ./run.sh --data demo --size tiny --nj 1 \
     --stage 5 --stop_stage 6 --enh_tag "$strong" \
     --enh_args "--max_epoch $strong_epochs")
 fi
 
-evaluate "$strong"
-calibrate "$strong" constant "$constant_chunks"
-subset "$strong" schedule_constant
-calibrate demo constant "$constant_chunks"
-subset demo schedule_constant
+[ "$strong_epochs" -eq 0 ] || evaluate "$strong"
+if [ "$constant_chunks" -gt 0 ]; then
+  for tag in $([ "$strong_epochs" -eq 0 ] || echo "$strong") demo; do
+    calibrate "$tag" constant "$constant_chunks"
+    subset "$tag" schedule_constant
+  done
+fi
 
 # ------------------------------------------------------------------- 6. the report
 log "6. report -> $work/report/RESULTS.md, then $results/RESULTS_multistep.md"
 python - "$work" "$recipe" "$strong" "$strong_epochs" "$calib_chunks" \
-  "$constant_chunks" "$subset_chunks" "$valid_songs" <<'PY' >"$work/preamble.md"
+  "$constant_chunks" "$subset_chunks" "$valid_songs" "$args" <<'PY' >"$work/preamble.md"
 import json
 import re
 import sys
@@ -166,6 +190,7 @@ import yaml
 work, recipe = Path(sys.argv[1]), Path(sys.argv[2])
 strong, epochs = sys.argv[3], int(sys.argv[4])
 calib_chunks, constant_chunks, per_song, valid_songs = map(int, sys.argv[5:9])
+args = sys.argv[9]
 T, K, N = 20, 10, 4
 conf = yaml.safe_load((recipe / "conf/train_enh_demo.yaml").read_text())
 subset = recipe / "exp/enh_demo/multistep_subset_test/onestep.json"
@@ -190,11 +215,13 @@ bounds = [
      constant_chunks * (1 + T * (K - 1) * N) + constant_chunks * (1 + T * N)),
     ("a schedule on the subset, per model", chunks * (1 + T * N)),
 ]
+if not constant_chunks:
+    bounds = [b for b in bounds if not b[0].startswith("constant")]
 rows = "\n".join(
     f"| {name} | {p} | {p * 0.4 / 60:.0f} |" for name, p in bounds
 )
 per_pass = []
-for tag in ("demo", strong):
+for tag in ("demo", strong) if epochs else ("demo",):
     path = recipe / f"exp/enh_{tag}/multistep_subset_test/oracle.json"
     if path.is_file():
         cost = json.loads(path.read_text())["cost"]
@@ -203,6 +230,21 @@ for tag in ("demo", strong):
             f"pass in `{tag}`'s oracle run ({cost['forward_passes']} passes)"
         )
 measured = "; ".join(per_pass) or "n/a"
+if epochs:
+    strong_text = f"""; `{strong}`: the same config trained
+  {epochs // conf['max_epoch']}× longer, `./run.sh --data demo --size tiny --stage 5
+  --stop_stage 6 --enh_tag {strong} --enh_args "--max_epoch {epochs}"` (best validation
+  loss {best_valid(strong)}). Both on the generated MUSDB18-HQ-like songs (seed 0)."""
+else:
+    strong_text = """, on the generated MUSDB18-HQ-like songs (seed 0).
+  **The stronger model was not run** (`--strong_epochs 0`)."""
+constant_text = (
+    f""" (b) *constant schedule*: one weight per
+  stem held for a chosen number of steps (2 values per stem), on {constant_chunks} chunks
+  of `data/valid_more`;"""
+    if constant_chunks
+    else " (b) *constant schedule*: not run (`--constant_chunks 0`);"
+)
 timing = []
 path = work / "timings.tsv"
 if path.is_file():
@@ -217,7 +259,7 @@ output exists):
 
 ```bash
 cd egs2/musdb18hq/enh1
-nice -n 19 local/evidence_multistep.sh --work /tmp/evidence_multistep
+nice -n 19 local/evidence_multistep.sh {args}
 ```
 
 on the 2-core CPU of this project's machine, one thread per process, niced, shared with
@@ -228,10 +270,7 @@ other jobs (so wall times are several times the CPU times below).
 - **Models.** `demo`: `./run.sh --data demo --size tiny` (the recipe's demo model,
   `conf/train_enh_demo.yaml`: {conf['max_epoch']} epochs × {conf['num_iters_per_epoch']}
   steps of {conf['batch_size']} crops of {conf['preprocessor_conf']['segment_seconds']} s,
-  best validation loss {best_valid('demo')}); `{strong}`: the same config trained
-  {epochs // conf['max_epoch']}× longer, `./run.sh --data demo --size tiny --stage 5
-  --stop_stage 6 --enh_tag {strong} --enh_args "--max_epoch {epochs}"` (best validation
-  loss {best_valid(strong)}). Both on the generated MUSDB18-HQ-like songs (seed 0).
+  best validation loss {best_valid('demo')}){strong_text}
 - **Test subset** (the rule was fixed before any result): from each of the 4 test songs
   (30 s, another soundfont and other programs than training), the first {per_song}
   chunks of 6 s, cut at 0, 6, 12, 18, 24 s, in which every stem is at least −60 dB re
@@ -247,9 +286,7 @@ other jobs (so wall times are several times the CPU times below).
   references (an upper bound); deployable, no reference on the test songs:
   (a) *greedy schedule*: a weight per step and stem, chosen step by step with oracle snr
   on {calib_chunks} chunks of `data/valid_more`; (a') *shared schedule*: the same with
-  one weight per step for all stems; (b) *constant schedule*: one weight per
-  stem held for a chosen number of steps (2 values per stem), on {constant_chunks} chunks
-  of `data/valid_more`; (c) *blind search* with the reference-free `mixture_consistency`
+  one weight per step for all stems;{constant_text} (c) *blind search* with the reference-free `mixture_consistency`
   (a stem's candidate scored by 10 log10(|x|²/|x − candidate − Σ other stems' current
   estimates|²); stems updated in turn).
 - **Validation songs** (`data/valid_more`): the demo's 2 validation songs and
@@ -278,11 +315,13 @@ Used (`--work/timings.tsv`; CPU = user + system of the step's processes):
 |---|---:|---:|
 """ + "\n".join(timing))
 PY
+runs=(--chunk_runs "demo (10 epochs)=$recipe/exp/enh_demo/multistep_subset_test")
+[ "$strong_epochs" -eq 0 ] ||
+  runs+=(--chunk_runs "$strong ($strong_epochs epochs)=$recipe/exp/enh_$strong/multistep_subset_test")
 python -m espnet2_ext.bin.multistep_report --out_dir "$work/report" \
   --preamble "$work/preamble.md" \
   --title "one-step vs multi-step (T=20, K=10) on a fixed subset of the test songs" \
-  --chunk_runs "demo (10 epochs)=$recipe/exp/enh_demo/multistep_subset_test" \
-  --chunk_runs "$strong ($strong_epochs epochs)=$recipe/exp/enh_$strong/multistep_subset_test"
+  "${runs[@]}"
 mkdir -p "$results/images"
 cp "$work/report/RESULTS.md" "$results/RESULTS_multistep.md"
 cp "$work/report/images/multistep_trace.png" "$results/images/multistep_trace.png"
