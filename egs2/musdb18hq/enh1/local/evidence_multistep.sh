@@ -43,6 +43,8 @@ calib_chunks=20      # validation chunks the greedy schedules are calibrated on 
 constant_chunks=12   # … the constant schedules (every weight for 20 steps: costlier;
                      # 0: none)
 jobs=1               # 2: a model's calibrations and subset runs in two parallel queues
+strong_schedules=true  # false: the stronger model gets the searches only (one-step,
+                     # oracle, blind), not the calibrated schedules
 subset_chunks=4      # test chunks per song in the fixed subset (4 songs: 16 chunks)
 . "$here/utils/parse_options.sh"
 [ $# -eq 0 ] || { echo "$0: unexpected arguments: $*" >&2; exit 1; }
@@ -168,9 +170,12 @@ if [ "$strong_epochs" -gt 0 ] && [ ! -f "$recipe/exp/enh_$strong/valid.loss.ave.
     --enh_args "--max_epoch $strong_epochs")
 fi
 
-[ "$strong_epochs" -eq 0 ] || evaluate "$strong"
+if [ "$strong_epochs" -gt 0 ]; then
+  if [ "$strong_schedules" = true ]; then evaluate "$strong"; else searches "$strong"; fi
+fi
 if [ "$constant_chunks" -gt 0 ]; then
-  for tag in $([ "$strong_epochs" -eq 0 ] || echo "$strong") demo; do
+  for tag in $([ "$strong_epochs" -eq 0 ] || [ "$strong_schedules" != true ] ||
+      echo "$strong") demo; do
     calibrate "$tag" constant "$constant_chunks"
     subset "$tag" schedule_constant
   done
@@ -179,7 +184,7 @@ fi
 # ------------------------------------------------------------------- 6. the report
 log "6. report -> $work/report/RESULTS.md, then $results/RESULTS_multistep.md"
 python - "$work" "$recipe" "$strong" "$strong_epochs" "$calib_chunks" \
-  "$constant_chunks" "$subset_chunks" "$valid_songs" "$args" <<'PY' >"$work/preamble.md"
+  "$constant_chunks" "$subset_chunks" "$valid_songs" "$args" "$strong_schedules" <<'PY' >"$work/preamble.md"
 import json
 import re
 import sys
@@ -191,6 +196,7 @@ work, recipe = Path(sys.argv[1]), Path(sys.argv[2])
 strong, epochs = sys.argv[3], int(sys.argv[4])
 calib_chunks, constant_chunks, per_song, valid_songs = map(int, sys.argv[5:9])
 args = sys.argv[9]
+strong_schedules = sys.argv[10] == "true"
 T, K, N = 20, 10, 4
 conf = yaml.safe_load((recipe / "conf/train_enh_demo.yaml").read_text())
 subset = recipe / "exp/enh_demo/multistep_subset_test/onestep.json"
@@ -235,6 +241,10 @@ if epochs:
   {epochs // conf['max_epoch']}× longer, `./run.sh --data demo --size tiny --stage 5
   --stop_stage 6 --enh_tag {strong} --enh_args "--max_epoch {epochs}"` (best validation
   loss {best_valid(strong)}). Both on the generated MUSDB18-HQ-like songs (seed 0)."""
+    if not strong_schedules:
+        strong_text += f"""
+  `{strong}` ran the searches only (one-step, oracle, blind; `--strong_schedules
+  false`): no schedule was calibrated for it."""
 else:
     strong_text = """, on the generated MUSDB18-HQ-like songs (seed 0).
   **The stronger model was not run** (`--strong_epochs 0`)."""
