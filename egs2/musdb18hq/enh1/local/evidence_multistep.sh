@@ -3,7 +3,7 @@
 # paper's T = 20, K = 10, on the 2-core CPU: two models, a fixed chunk subset of the
 # held-out test songs, oracle and deployable variants, one-step as the baseline.
 #
-#   nice -n 19 local/evidence_multistep.sh --work /tmp/evidence_multistep
+#   nice -n 19 local/evidence_multistep.sh --work /tmp/evidence_multistep --jobs 2
 #
 # Runs in a copy of this recipe under --work (nothing in the repository's recipe folder
 # is touched until the last step writes RESULTS_multistep.md and images/):
@@ -146,39 +146,46 @@ schedules() {  # tag
 searches() {  # tag
   for variant in onestep oracle blind; do subset "$1" "$variant"; done
 }
-evaluate() {  # tag
-  if [ "$jobs" -ge 2 ]; then
-    local a b rc=0
-    schedules "$1" & a=$!
-    searches "$1" & b=$!
-    wait "$a" || rc=$?
-    wait "$b" || rc=$?
-    [ "$rc" -eq 0 ] || { echo "$0: a step of $1 failed (exit $rc)" >&2; exit "$rc"; }
-  else
-    schedules "$1"
-    searches "$1"
-  fi
+constant() {  # tag
+  calibrate "$1" constant "$constant_chunks"
+  subset "$1" schedule_constant
 }
-evaluate demo
+parallel() {  # "command tag" ...: with --jobs 2 at once (then waits for all), else in turn
+  local pids=() rc=0 pid
+  for task in "$@"; do
+    if [ "$jobs" -ge 2 ]; then
+      $task & pids+=($!)
+    else
+      $task
+    fi
+  done
+  for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" || rc=$?; done
+  [ "$rc" -eq 0 ] || { echo "$0: a step of ($*) failed (exit $rc)" >&2; exit "$rc"; }
+}
+evaluate() {  # tag
+  parallel "schedules $1" "searches $1"
+}
 
 # ------------------------------------------------------------ 5. the stronger model
+# (with --jobs 2 it trains beside the demo model's steps)
 strong=demo_e$strong_epochs
-if [ "$strong_epochs" -gt 0 ] && [ ! -f "$recipe/exp/enh_$strong/valid.loss.ave.pth" ]; then
+train_strong() {
+  [ ! -f "$recipe/exp/enh_$strong/valid.loss.ave.pth" ] || return 0
   log "5. the stronger model: the demo config, --max_epoch $strong_epochs (tag $strong)"
   (cd "$recipe" && timed "train_$strong" ./run.sh --data demo --size tiny --nj 1 \
     --stage 5 --stop_stage 6 --enh_tag "$strong" \
     --enh_args "--max_epoch $strong_epochs")
-fi
-
+}
 if [ "$strong_epochs" -gt 0 ]; then
+  parallel "evaluate demo" train_strong
   if [ "$strong_schedules" = true ]; then evaluate "$strong"; else searches "$strong"; fi
+else
+  evaluate demo
 fi
 if [ "$constant_chunks" -gt 0 ]; then
-  for tag in $([ "$strong_epochs" -eq 0 ] || [ "$strong_schedules" != true ] ||
-      echo "$strong") demo; do
-    calibrate "$tag" constant "$constant_chunks"
-    subset "$tag" schedule_constant
-  done
+  tasks=("constant demo")
+  [ "$strong_epochs" -eq 0 ] || [ "$strong_schedules" != true ] || tasks+=("constant $strong")
+  parallel "${tasks[@]}"
 fi
 
 # ------------------------------------------------------------------- 6. the report
