@@ -224,8 +224,9 @@ def separate_scp(
     final loss, the number of steps, the path-scaling setting
     (:attr:`~espnet2_ext.diffusion.sampling.DiffusionPriorSampler.path_scaling_label`),
     the guidance path per source and the CPU seconds of the sampling. Only the mixture
-    is read; the sampler is given nothing else. Mixture i of the key list is sampled
-    with the seed ``seed + i``.
+    is read; the sampler is given nothing else. The mixture on line i of the scp
+    (from 0) is sampled with the seed ``seed + i``, whichever keys ``key_file`` lists:
+    a run split into jobs gives what one run gives.
 
     Args:
         data_path_and_name_and_type: ``[(wav.scp, "speech_mix", "sound")]``.
@@ -276,7 +277,8 @@ def separate_scp(
     out = Path(output_dir).expanduser().resolve()
     scp_entries: List[List[Tuple[str, Path]]] = [[] for _ in range(sampler.num_sources)]
     info_log = {}
-    for index, key in enumerate(keys):
+    line_of = {key: i for i, key in enumerate(reader.keys())}
+    for done, key in enumerate(keys, start=1):
         rate, wave = reader[key]
         if fs is not None and rate != fs:
             raise ValueError(
@@ -289,9 +291,9 @@ def separate_scp(
                     f"{key}: {wave.shape[1]} channels; the priors are mono"
                 )
             wave = wave[:, 0]
-        # One generator per mixture, seeded by its position: results do not depend on
-        # which other mixtures are processed in the same run.
-        generator = torch.Generator(device=device).manual_seed(seed + index)
+        # One generator per mixture, seeded by its line in the scp: results do not
+        # depend on which other mixtures are processed in the same run (or job).
+        generator = torch.Generator(device=device).manual_seed(seed + line_of[key])
         mixture = torch.from_numpy(np.asarray(wave, dtype=np.float32)).to(device)
         cpu_start = time.process_time()
         estimates, info = sampler.separate(
@@ -311,7 +313,7 @@ def separate_scp(
             "guidance_path": info["guidance_path"].tolist(),
             "cpu_seconds": cpu_seconds,
         }
-        logging.info(f"[{index + 1}/{len(keys)}] {key}: nfe={info['nfe']}")
+        logging.info(f"[{done}/{len(keys)}] {key}: nfe={info['nfe']}")
     for n, entries in enumerate(scp_entries):
         write_scp_atomic(out / f"spk{n + 1}.scp", entries)
     atomic_write_text(out / "sampler_info.json", json.dumps(info_log, indent=1))

@@ -219,6 +219,20 @@ def test_training_through_espnet_then_separation(tmp_path):
             assert np.array_equal(a, b)
         assert (out2 / f"spk{n}.scp").read_text().split()[::2] == ["m0", "m1"]
 
+    # a job of a split run (--key_file with m1 only) gives m1 what the whole run gave:
+    # its seed comes from its line in the scp, not its place in the job's key list
+    (tmp_path / "keys.2").write_text("m1\n")
+    out_job = tmp_path / "sep_job2"
+    separate_main(
+        [a if a != str(out) else str(out_job) for a in args]
+        + ["--key_file", str(tmp_path / "keys.2")]
+    )
+    for n in (1, 2):
+        assert (out_job / f"spk{n}.scp").read_text().split()[::2] == ["m1"]
+        a, _ = sf.read(out / "wavs" / str(n) / "m1.wav", dtype="float32")
+        b, _ = sf.read(out_job / "wavs" / str(n) / "m1.wav", dtype="float32")
+        assert np.array_equal(a, b)
+
     # and the Python API, from the same files, with the same seed as mixture m0
     from espnet2_ext.api import load_diffusion_separator
 

@@ -175,7 +175,8 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     out=$sep_exp/$name
     log "Stage 3: separation ($name, $num_src sources, $this_nj jobs) -> $out"
     rm -rf "$out/split" && mkdir -p "$out/split"
-    # consecutive blocks of mixtures: mixture i of a block is sampled with seed i
+    # consecutive blocks of mixtures; the mixture on line i of wav.scp is sampled with
+    # seed i in any job, so --nj does not change the results
     split -n "l/$this_nj" --numeric-suffixes=1 -a 3 "$datadir/test/wav.scp" "$out/split/block."
     for block in "$out"/split/block.*; do
       mv "$block" "$out/split/keys.$((10#${block##*.}))"
