@@ -11,7 +11,8 @@
 #
 # Stages:
 #   1 data (./run.sh stage 1), unless data/test exists
-#   2 priors (./run.sh stage 2), unless their checkpoints exist; CPU time >> exp/cpu_train.txt
+#   2 priors (./run.sh stage 2), unless their checkpoints exist; with --nj 2 or more both
+#     at once; CPU time >> exp/cpu_train_<prior>.txt
 #   3 separation and scoring of each config (./run.sh stages 3-4); CPU >> exp/cpu_separate.txt
 #   4 reference separations (oracle IRM, LTI Wiener filter, the mixture) and their scores
 #   5 the loss curve and RESULTS.md
@@ -48,8 +49,16 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   if [ -f exp/prior_tones_prior/valid.loss.best.pth ] && [ -f exp/prior_bursts_prior/valid.loss.best.pth ]; then
     log "Stage 2: both priors are trained, not retrained"
   else
-    # shellcheck disable=SC2086
-    cputime exp/cpu_train.txt "stage 2" ./run.sh --stage 2 --stop_stage 2 --train_args "--seed 0 --resume true" $run_opts
+    mkdir -p exp
+    pids=()
+    for prior in tones bursts; do
+      # shellcheck disable=SC2086
+      cputime "exp/cpu_train_$prior.txt" "stage 2 ($prior)" ./run.sh --stage 2 --stop_stage 2 \
+        --train_priors "$prior" --train_args "--seed 0 --resume true" $run_opts &
+      pids+=($!)
+      [ "$nj" -ge 2 ] || wait "${pids[-1]}"
+    done
+    for pid in "${pids[@]}"; do wait "$pid"; done
   fi
 fi
 
@@ -93,7 +102,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     --run "oracle_irm:oracle ideal ratio mask (bound)" \
     --run "wiener_lti:ideal LTI Wiener filter (frequency only)" \
     --run "mixture:the mixture itself" \
-    --command "OMP_NUM_THREADS=1 nice -n 19 local/evidence.sh" \
+    --command "OMP_NUM_THREADS=1 nice -n 19 local/evidence.sh --nj $nj" \
     --cpu_notes "CPU time measured (1 thread):"$'\n'"$notes" \
     --out RESULTS.md
 fi
