@@ -27,8 +27,8 @@
 # Every step is skipped when its output exists, so an interrupted run resumes. Each
 # step's wall and CPU seconds go to --work/timings.tsv.
 set -euo pipefail
-# The whole script is one function, read before it runs: editing this file while a
-# run is under way does not change what that run does.
+# The whole script is one function, read before it runs, and the line that calls it
+# also exits: editing this file while a run is under way does not change that run.
 main() {
 args="$*"   # recorded in RESULTS_multistep.md
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)   # egs2/musdb18hq/enh1
@@ -345,4 +345,5 @@ cp "$work/report/images/multistep_trace.png" "$results/images/multistep_trace.pn
 log "done: $results/RESULTS_multistep.md"
 }
 
-main "$@"
+# one line: bash reads no further, so editing this file during a run is harmless
+main "$@"; exit
