@@ -45,6 +45,20 @@ class EnhancementTask(espnet_enh.EnhancementTask):
     trainer = GuardedTrainer
 
     @classmethod
+    def main_worker(cls, args: argparse.Namespace):
+        """ESPnet's worker, then the process group is taken down before the process
+        exits: left to the interpreter's exit, gloo's threads could be destroyed
+        unjoined ("terminate called without an active exception", SIGABRT) in a rank
+        that had finished its training."""
+        try:
+            super().main_worker(args)
+        finally:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()
+
+    @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
         super().add_task_arguments(parser)
         parser.add_argument(
