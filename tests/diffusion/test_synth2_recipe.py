@@ -186,3 +186,31 @@ def test_reference_separations_and_table(tmp_path):
     assert "| full method | `separate_paper` | not run |" in table
     row = next(line for line in table.splitlines() if line.startswith("| oracle mask"))
     assert "(0/3)" in row  # the reference (the mixture) is ahead on no mixture
+
+
+def test_loss_curve_reads_a_resumed_log_once_per_step(tmp_path):
+    """stage 2 appends a resumed run to train.log: an epoch logged twice (interrupted,
+    then redone) counts once, as last logged, and later epochs continue the steps."""
+    sys.path.insert(0, str(RECIPE / "local"))
+    try:
+        from loss_curve import parse
+    finally:
+        sys.path.pop(0)
+    line = "[vm] 2026 (trainer:300) INFO: {e}epoch:train:{a}-{b}batch: iter_time=0.1, loss={v}"
+    result = "[vm] 2026 (trainer:392) INFO: {e}epoch results: [train] loss=0.5, [valid] loss={v}"
+    first = [
+        line.format(e=1, a=1, b=50, v=0.9),
+        line.format(e=1, a=51, b=100, v=0.8),
+        result.format(e=1, v=0.7),
+        line.format(e=2, a=1, b=50, v=0.65),  # interrupted here
+    ]
+    resumed = [
+        line.format(e=2, a=1, b=50, v=0.6),
+        line.format(e=2, a=51, b=100, v=0.5),
+        result.format(e=2, v=0.4),
+    ]
+    (tmp_path / "config.yaml").write_text("num_iters_per_epoch: 100\n")
+    (tmp_path / "train.log").write_text("\n".join(first + resumed) + "\n")
+    curve = parse(tmp_path / "train.log")
+    assert curve["train"] == [(50, 0.9), (100, 0.8), (150, 0.6), (200, 0.5)]
+    assert curve["valid"] == [(100, 0.7), (200, 0.4)]

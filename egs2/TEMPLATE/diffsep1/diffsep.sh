@@ -4,6 +4,8 @@
 #   --prior_config FILE         training config of every prior (default conf/prior.yaml,
 #                               the paper's size; conf/prior_tiny.yaml runs on a CPU)
 #   --train_args "..."          extra options of espnet2_ext.bin.diffusion_prior_train
+#                               (stage 2 appends to <exp>/train.log, so that a run
+#                               resumed with "--resume true" keeps the earlier epochs)
 #   --train_priors "..."        stage 2 trains only these priors (default: all of them)
 #   --ngpu N                    GPUs for training (0: CPU)
 #   --tag NAME                  experiment name (default: the prior config's file name)
@@ -139,7 +141,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
       --train_shape_file "$datadir/${name}_train/speech_ref1_shape" \
       --valid_data_path_and_name_and_type "$datadir/${name}_valid/wav.scp,speech_ref1,sound" \
       --valid_shape_file "$datadir/${name}_valid/speech_ref1_shape" \
-      ${extra[@]+"${extra[@]}"} ${train_args} 2>&1 | tee "$out/train.log"
+      ${extra[@]+"${extra[@]}"} ${train_args} 2>&1 | tee -a "$out/train.log"
   done
 fi
 

@@ -11,8 +11,8 @@
 #
 # Stages:
 #   1 data (./run.sh stage 1), unless data/test exists
-#   2 priors (./run.sh stage 2), unless their checkpoints exist; with --nj 2 or more both
-#     at once; CPU time >> exp/cpu_train_<prior>.txt
+#   2 priors (./run.sh stage 2, resumed from their checkpoints if any); with --nj 2 or
+#     more both at once; CPU time >> exp/cpu_train_<prior>.txt (a line per run)
 #   3 separation and scoring of each config (./run.sh stages 3-4); CPU >> exp/cpu_separate.txt
 #   4 reference separations (oracle IRM, LTI Wiener filter, the mixture) and their scores
 #   5 the loss curve and RESULTS.md
@@ -46,20 +46,19 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  if [ -f exp/prior_tones_prior/valid.loss.best.pth ] && [ -f exp/prior_bursts_prior/valid.loss.best.pth ]; then
-    log "Stage 2: both priors are trained, not retrained"
-  else
-    mkdir -p exp
-    pids=()
-    for prior in tones bursts; do
-      # shellcheck disable=SC2086
-      cputime "exp/cpu_train_$prior.txt" "stage 2 ($prior)" ./run.sh --stage 2 --stop_stage 2 \
-        --train_priors "$prior" --train_args "--seed 0 --resume true" $run_opts &
-      pids+=($!)
-      [ "$nj" -ge 2 ] || wait "${pids[-1]}"
-    done
-    for pid in "${pids[@]}"; do wait "$pid"; done
-  fi
+  # --resume true: a prior trained before goes on from its checkpoint to the config's
+  # max_epoch (the same steps as training it at once: warmuplr does not depend on
+  # max_epoch and ESPnet seeds each epoch), and one already there returns at once
+  mkdir -p exp
+  pids=()
+  for prior in tones bursts; do
+    # shellcheck disable=SC2086
+    cputime "exp/cpu_train_$prior.txt" "stage 2 ($prior)" ./run.sh --stage 2 --stop_stage 2 \
+      --train_priors "$prior" --train_args "--seed 0 --resume true" $run_opts &
+    pids+=($!)
+    [ "$nj" -ge 2 ] || wait "${pids[-1]}"
+  done
+  for pid in "${pids[@]}"; do wait "$pid"; done
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then

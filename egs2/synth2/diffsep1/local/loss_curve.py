@@ -30,7 +30,10 @@ def parse(log: Path) -> Dict[str, List[Tuple[int, float]]]:
     found = _ITERS.search(config.read_text() if config.exists() else text)
     if found:
         per_epoch = int(found.group(1))
-    train, valid = [], []
+    # keyed by step: the log of a resumed training holds every run one after the
+    # other, and an epoch repeated after an interruption counts once, as last logged
+    train: Dict[int, float] = {}
+    valid: Dict[int, float] = {}
     last_step = {}
     for line in text.splitlines():
         m = _TRAIN.search(line)
@@ -38,15 +41,15 @@ def parse(log: Path) -> Dict[str, List[Tuple[int, float]]]:
             epoch, _, end, loss = m.groups()
             offset = (int(epoch) - 1) * (per_epoch or 0)
             step = offset + int(end)
-            train.append((step, float(loss)))
+            train[step] = float(loss)
             last_step[int(epoch)] = step
             continue
         m = _VALID.search(line)
         if m:
             epoch = int(m.group(1))
             step = epoch * per_epoch if per_epoch else last_step.get(epoch, len(valid))
-            valid.append((step, float(m.group(2))))
-    return {"train": train, "valid": valid}
+            valid[step] = float(m.group(2))
+    return {"train": sorted(train.items()), "valid": sorted(valid.items())}
 
 
 def main() -> None:
