@@ -4,13 +4,17 @@
 # reference separations and writes RESULTS.md (this folder) and images/loss_curve.png.
 #
 # Usage: local/evidence.sh [--stage N] [--stop_stage M] [--configs "..."] [--nj N]
+#                          [--num_test N]
+#   --num_test test mixtures (default 20); mixture i is the same for any count (every
+#              clip is drawn from (class, seed, index)), so a larger count adds mixtures
 #   --configs  sampler configs (default: the full method, DPS, DSG (authors'), noise
 #              initialisation, no guidance, the full method at 20 steps with and without
 #              path scaling, DSG (Yang et al.))
 #   --run_opts options passed to every ./run.sh call (e.g. --data_opts, --train_args)
 #
 # Stages:
-#   1 data (./run.sh stage 1), unless data/test exists
+#   1 data (./run.sh stage 1), unless data/test holds --num_test mixtures (the training
+#     clips are written again, identical: not while a prior trains)
 #   2 priors (./run.sh stage 2, resumed from their checkpoints if any); with --nj 2 or
 #     more both at once; CPU time >> exp/cpu_train_<prior>.txt (a line per run)
 #   3 separation and scoring of each config (./run.sh stages 3-4); CPU >> exp/cpu_separate.txt
@@ -18,12 +22,16 @@
 #   5 the loss curve and RESULTS.md
 # Run it with OMP_NUM_THREADS=1 and nice -n 19 on a shared machine.
 set -euo pipefail
+# The whole script is one function, read before it runs, and the line that calls it
+# also exits: editing this file while a run is under way does not change that run.
+main() {
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 stage=1
 stop_stage=5
 configs="conf/separate_paper.yaml conf/separate_dps.yaml conf/separate_dsg.yaml conf/separate_noise_init.yaml conf/separate_none.yaml conf/separate_paper_k20.yaml conf/separate_paper_k20_noscale.yaml conf/separate_dsg_yang.yaml"
 nj=1
+num_test=20
 run_opts=""
 . ./utils/parse_options.sh
 . ./path.sh
@@ -37,11 +45,11 @@ cputime() {  # $1 = output file, $2 = label, then the command: appends the label
 }
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  if [ -f data/test/wav.scp ]; then
-    log "Stage 1: data/test exists, not regenerated"
+  if [ -f data/test/wav.scp ] && [ "$(wc -l <data/test/wav.scp)" -eq "$num_test" ]; then
+    log "Stage 1: data/test holds $num_test mixtures, not regenerated"
   else
     # shellcheck disable=SC2086
-    ./run.sh --stage 1 --stop_stage 1 $run_opts
+    ./run.sh --stage 1 --stop_stage 1 --num_test "$num_test" $run_opts
   fi
 fi
 
@@ -101,7 +109,9 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     --run "oracle_irm:oracle ideal ratio mask (bound)" \
     --run "wiener_lti:ideal LTI Wiener filter (frequency only)" \
     --run "mixture:the mixture itself" \
-    --command "OMP_NUM_THREADS=1 nice -n 19 local/evidence.sh --nj $nj" \
+    --command "OMP_NUM_THREADS=1 nice -n 19 local/evidence.sh --nj $nj --num_test $num_test" \
     --cpu_notes "CPU time measured (1 thread):"$'\n'"$notes" \
     --out RESULTS.md
 fi
+}
+main "$@"; exit
