@@ -172,6 +172,12 @@ def test_reference_separations_and_table(tmp_path):
             )
         )
     )
+    # a log of a training resumed after epoch 1: epochs 1, 2 logged once each
+    (prior / "train.log").write_text(
+        "INFO: 1epoch results: [valid] loss=0.5\n"
+        "INFO: The training was resumed using checkpoint.pth\n"
+        "INFO: 2epoch results: [valid] loss=0.4\n"
+    )
     out = tmp_path / "RESULTS.md"
     subprocess.run(
         [sys.executable, str(RECIPE / "local" / "make_results.py")]
@@ -186,6 +192,20 @@ def test_reference_separations_and_table(tmp_path):
     assert "| full method | `separate_paper` | not run |" in table
     row = next(line for line in table.splitlines() if line.startswith("| oracle mask"))
     assert "(0/3)" in row  # the reference (the mixture) is ahead on no mixture
+    assert "200 (2 epochs × 100 × batch 8) optimizer steps" in table
+    # the paired difference's mean ± sd and 95 % t interval, recomputed here
+    per = {
+        name: json.loads((sep / name / "scoring" / "scores.json").read_text())
+        for name in ("oracle_irm", "mixture")
+    }
+    diff = [
+        np.mean(per["mixture"][k]["si_snri"]) - np.mean(per["oracle_irm"][k]["si_snri"])
+        for k in sorted(per["mixture"])
+    ]
+    mean, sd = np.mean(diff), np.std(diff, ddof=1)
+    half = 4.302653 * sd / np.sqrt(3)  # Student's t, 97.5 %, 2 degrees of freedom
+    cell = f"{mean:.2f} ± {sd:.2f} [{mean - half:+.2f}, {mean + half:+.2f}] (0/3)"
+    assert cell in row
 
 
 def test_loss_curve_reads_a_resumed_log_once_per_step(tmp_path):

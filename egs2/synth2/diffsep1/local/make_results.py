@@ -5,7 +5,7 @@ One row per separation run (a sampler config, or a reference separation of
 local/bounds.py) of ``--exp``: SI-SNRi per class and over both (mean ± sd over the test
 mixtures), the sampler's steps, path-scaling setting and CPU seconds per mixture (from
 its sampler_info.json), and the paired difference of every method to the full method
-(mean ± sd over mixtures, and on how many mixtures it is ahead). The set-up (data,
+(mean ± sd over mixtures, its 95 % t interval, and on how many mixtures it is ahead). The set-up (data,
 priors, training) is read from the files and written above the table, with the
 command that produced it.
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -26,6 +27,7 @@ import soundfile as sf
 import torch
 import yaml
 
+from espnet2_ext.reports.compare import spread
 from espnet2_ext.utils.atomic import atomic_write_text
 from espnet2_ext.utils.scp import read_scp
 
@@ -71,7 +73,8 @@ def _prior_facts(exp: Path) -> Dict[str, str]:
     log = exp / "train.log"
     if log.exists():
         text = log.read_text(errors="replace")
-        epochs = text.count("epoch results:")
+        # the last epoch logged (a resumed training's log holds every run's epochs)
+        epochs = max(map(int, re.findall(r"(\d+)epoch results:", text)), default=0)
         facts["steps"] = (
             f"{epochs * config['num_iters_per_epoch']} ({epochs} epochs × {config['num_iters_per_epoch']} × batch {config['batch_size']})"
         )
@@ -122,15 +125,21 @@ def main() -> None:
         cells.append(_mean_sd(both))
         if ref is not None and name != args.reference:
             diff = [statistics.fmean(ref[k]) - statistics.fmean(per[k]) for k in keys]
-            ahead = sum(d > 0 for d in diff)
-            cells.append(f"{_mean_sd(diff)} ({ahead}/{len(diff)})")
+            s = spread(diff)
+            ci = (
+                f" [{s['ci95_low']:+.2f}, {s['ci95_high']:+.2f}]"
+                if math.isfinite(s["ci95_low"])
+                else ""
+            )
+            cells.append(f"{_mean_sd(diff)}{ci} ({s['above_zero']}/{s['n']})")
         else:
             cells.append("—")
         rows.append("| " + " | ".join(cells) + " |")
     header = (
         "| method | run | steps | path scaling | CPU s / mixture | "
         + " | ".join(f"SI-SNRi {c} (dB)" for c in args.classes)
-        + " | SI-SNRi (dB) | full method − this (dB; mixtures where full is ahead) |"
+        + " | SI-SNRi (dB) | full method − this (dB: mean ± sd [95 % t interval];"
+        " mixtures where full is ahead) |"
     )
     rule = "|" + "---|" * (header.count("|") - 1)
     lines = [
